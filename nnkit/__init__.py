@@ -1,0 +1,68 @@
+"""nnkit: composable neural networks in pure NumPy.
+
+Layers own their parameters, caches and gradients; containers chain them; losses return a
+float and their gradient; optimizers update parameters in place. See docs/architecture.md.
+"""
+
+from nnkit import functional, init
+from nnkit.containers import Sequential
+from nnkit.gradcheck import GradcheckError, gradcheck
+from nnkit.layers import (
+    ELU,
+    GELU,
+    Dense,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from nnkit.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    NLLLoss,
+)
+from nnkit.module import Module
+from nnkit.parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ELU",
+    "GELU",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "Dense",
+    "GradcheckError",
+    "HuberLoss",
+    "Identity",
+    "L1Loss",
+    "LeakyReLU",
+    "LogSoftmax",
+    "Loss",
+    "MSELoss",
+    "Module",
+    "NLLLoss",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "__version__",
+    "functional",
+    "gradcheck",
+    "init",
+]

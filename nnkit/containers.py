@@ -1,0 +1,84 @@
+"""Containers: modules made of other modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import overload
+
+from nnkit.module import Array, Module, add_note
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Module):
+    """Chains modules: forward runs them in order, backward in reverse order.
+
+    ``Sequential(a, b, c).forward(x)`` is ``c(b(a(x)))`` and ``backward(dy)`` is
+    ``a.backward(b.backward(c.backward(dy)))``. Each child keeps its own cache, so the container
+    holds no state of its own. Children are named by index: parameters appear as
+    ``"0.weight"``, ``"2.bias"``. An exception raised inside a child gets a note saying which
+    child (index and class) raised it.
+
+    Supports ``len``, integer indexing (a slice gives a new Sequential sharing the children),
+    iteration and :meth:`append`.
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            _check_module(layer, i)
+        self.layers: list[Module] = list(layers)
+
+    def _named_members(self) -> Iterator[tuple[str, Module]]:
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
+
+    def forward(self, x: Array) -> Array:
+        for i, layer in enumerate(self.layers):
+            try:
+                x = layer.forward(x)
+            except Exception as exc:
+                add_note(exc, f"raised in forward of Sequential child {i} ({type(layer).__name__})")
+                raise
+        return x
+
+    def backward(self, grad_out: Array) -> Array:
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            try:
+                grad_out = layer.backward(grad_out)
+            except Exception as exc:
+                add_note(
+                    exc, f"raised in backward of Sequential child {i} ({type(layer).__name__})"
+                )
+                raise
+        return grad_out
+
+    def append(self, layer: Module) -> Sequential:
+        """Add a module at the end; returns self."""
+        _check_module(layer, len(self.layers))
+        self.layers.append(layer)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequential: ...
+    def __getitem__(self, index: int | slice) -> Module | Sequential:
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
+        return self.layers[index]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+
+def _check_module(layer: object, index: int) -> None:
+    if not isinstance(layer, Module):
+        raise TypeError(
+            f"Sequential takes Modules; argument {index} is a {type(layer).__name__}. "
+            "Wrap custom code in a Module subclass with forward and backward."
+        )

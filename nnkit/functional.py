@@ -1,0 +1,77 @@
+"""Numerically stable primitives shared by the layers and the losses.
+
+Every function here is finite for every finite input, in float32 and float64, and raises no
+overflow, invalid-value or divide-by-zero warning. The tricks:
+
+- ``softplus(x) = log(1 + e^x)`` is ``np.logaddexp(0, x)``, which never forms ``e^x`` for
+  large ``x``.
+- ``sigmoid(x) = exp(-softplus(-x))``: the exponent is never positive, so it cannot overflow,
+  and the relative error stays small in both tails (unlike ``1 - 1/(1+e^x)``).
+- ``log_sigmoid(x) = -softplus(-x)``.
+- ``logsumexp``, ``softmax`` and ``log_softmax`` subtract the maximum along ``axis`` first, so
+  the largest exponent is ``e^0 = 1``.
+
+All functions preserve a floating input's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax", "softplus"]
+
+Array = NDArray[Any]
+
+
+def softplus(x: Array) -> Array:
+    """``log(1 + exp(x))``, elementwise."""
+    return np.logaddexp(0, x)
+
+
+def sigmoid(x: Array) -> Array:
+    """``1 / (1 + exp(-x))``, elementwise, computed as ``exp(-softplus(-x))``."""
+    out = np.negative(x)
+    np.logaddexp(0, out, out=out)
+    np.negative(out, out=out)
+    return np.exp(out, out=out)
+
+
+def log_sigmoid(x: Array) -> Array:
+    """``log(sigmoid(x)) = -softplus(-x)``, elementwise."""
+    out = np.negative(x)
+    np.logaddexp(0, out, out=out)
+    return np.negative(out, out=out)
+
+
+def _shifted(x: Array, axis: int) -> tuple[Array, Array]:
+    """``x - max(x)`` along ``axis`` and the max itself (keepdims; 0 for an empty array)."""
+    if x.size:
+        m = np.max(x, axis=axis, keepdims=True)
+    else:
+        m = np.zeros_like(np.sum(x, axis=axis, keepdims=True))
+    return x - m, m
+
+
+def logsumexp(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
+    """``log(sum(exp(x), axis))``, computed as ``m + log(sum(exp(x - m)))`` with ``m = max``."""
+    shifted, m = _shifted(x, axis)
+    out: Array = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def softmax(x: Array, axis: int = -1) -> Array:
+    """``exp(x) / sum(exp(x), axis)``, computed on ``x - max(x)``."""
+    out, _ = _shifted(x, axis)
+    np.exp(out, out=out)
+    out /= np.sum(out, axis=axis, keepdims=True)
+    return out
+
+
+def log_softmax(x: Array, axis: int = -1) -> Array:
+    """``x - logsumexp(x, axis)``, computed on ``x - max(x)``."""
+    out, _ = _shifted(x, axis)
+    out -= np.log(np.sum(np.exp(out), axis=axis, keepdims=True))
+    return out

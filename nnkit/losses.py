@@ -1,0 +1,308 @@
+"""Losses: ``loss = loss_fn(pred, target)`` returns a float; ``loss_fn.backward()`` dL/dpred.
+
+Each loss has PyTorch's math, defaults and reductions for the loss of the same name, with
+stricter input checks: pred and target must have the same shape (PyTorch only warns), and a
+mean over an empty batch is an error instead of NaN. docs/losses.md derives every gradient.
+
+``reduction="mean"`` averages the per-element losses (per-sample for the classification
+losses, whose per-sample loss already sums over classes); ``"sum"`` adds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from nnkit import functional as F
+from nnkit.module import Array, as_float_array
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "HuberLoss",
+    "L1Loss",
+    "Loss",
+    "MSELoss",
+    "NLLLoss",
+]
+
+Reduction = Literal["mean", "sum"]
+
+
+class Loss:
+    """Base class of losses.
+
+    Subclasses implement :meth:`_forward`, which returns the per-element (or per-sample)
+    losses and stores the gradient of their *sum* with respect to ``pred`` in ``self._grad``
+    (or enough to compute it in :meth:`_backward`). The base class checks inputs, reduces, and
+    scales the gradient for ``"mean"``.
+    """
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction: Reduction = reduction
+        self._grad: Array | None = None
+        self._count = 0
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        return self.forward(pred, target)
+
+    def forward(self, pred: ArrayLike, target: ArrayLike) -> float:
+        """The reduced loss as a Python float; caches what :meth:`backward` needs."""
+        self._grad = None
+        losses = self._forward(as_float_array(pred), target)
+        self._count = losses.size
+        if self.reduction == "mean":
+            if losses.size == 0:
+                self._grad = None
+                raise ValueError(
+                    f"{type(self).__name__} with reduction='mean' got an empty batch; the mean "
+                    "of no losses is undefined (use reduction='sum' or skip empty batches)"
+                )
+            return float(np.mean(losses))
+        return float(np.sum(losses))
+
+    def backward(self) -> Array:
+        """dL/dpred for the most recent forward, with pred's shape and dtype."""
+        grad = self._grad
+        if grad is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() was called before a successful forward; "
+                "call loss_fn(pred, target) first"
+            )
+        grad = self._backward(grad)
+        if self.reduction == "mean":
+            grad = grad * grad.dtype.type(1.0 / self._count)
+        return grad
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        raise NotImplementedError
+
+    def _backward(self, cached: Array) -> Array:
+        """The gradient of the summed loss; by default the array cached by ``_forward``."""
+        return np.array(cached)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this loss."""
+        return {"reduction": self.reduction}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _same_shape(name: str, pred: Array, target: ArrayLike) -> Array:
+    """``target`` as an array of pred's dtype, or a ValueError if the shapes differ."""
+    target_array = as_float_array(target, pred.dtype)
+    if target_array.shape != pred.shape:
+        raise ValueError(
+            f"{name} expected pred and target of the same shape, got pred {pred.shape} and "
+            f"target {target_array.shape}; reshape one of them (no broadcasting is done)"
+        )
+    return target_array
+
+
+class MSELoss(Loss):
+    """``l = (pred - target)^2``; ``dl/dpred = 2 (pred - target)``."""
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        diff = pred - _same_shape("MSELoss", pred, target)
+        self._grad = diff
+        losses: Array = diff * diff
+        return losses
+
+    def _backward(self, cached: Array) -> Array:
+        return cached * 2
+
+
+class L1Loss(Loss):
+    """``l = |pred - target|``; ``dl/dpred = sign(pred - target)`` (0 where equal)."""
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        diff = pred - _same_shape("L1Loss", pred, target)
+        self._grad = np.sign(diff)
+        losses: Array = np.abs(diff)
+        return losses
+
+
+class HuberLoss(Loss):
+    """With ``d = pred - target``::
+
+        l = 0.5 d^2                    if |d| < delta
+            delta (|d| - 0.5 delta)    otherwise
+        dl/dpred = clip(d, -delta, delta)
+    """
+
+    def __init__(self, reduction: Reduction = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        if not delta > 0:
+            raise ValueError(f"HuberLoss delta must be > 0, got {delta}")
+        self.delta = float(delta)
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        diff = pred - _same_shape("HuberLoss", pred, target)
+        abs_diff = np.abs(diff)
+        self._grad = np.clip(diff, -self.delta, self.delta)
+        losses: Array = np.where(
+            abs_diff < self.delta, 0.5 * diff * diff, self.delta * (abs_diff - 0.5 * self.delta)
+        )
+        return losses
+
+    def get_config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "delta": self.delta}
+
+
+class BCELoss(Loss):
+    """Binary cross-entropy on probabilities ``p`` in [0, 1] with targets ``t`` in [0, 1]::
+
+        l = -(t * max(log p, -100) + (1 - t) * max(log(1 - p), -100))
+        dl/dp = (p - t) / max(p (1 - p), 1e-12)
+
+    The clamp of each log term at -100 and of the denominator at 1e-12 are PyTorch's, so the
+    loss and gradient stay finite at p = 0 and p = 1. Prefer :class:`BCEWithLogitsLoss` on
+    logits: it never loses precision to a saturated sigmoid.
+    """
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        target_array = _same_shape("BCELoss", pred, target)
+        for name, values in (("pred", pred), ("target", target_array)):
+            if values.size and not (values.min() >= 0 and values.max() <= 1):
+                raise ValueError(
+                    f"BCELoss expects {name} probabilities in [0, 1], got values in "
+                    f"[{values.min()}, {values.max()}]; apply a Sigmoid first, or use "
+                    "BCEWithLogitsLoss on logits"
+                )
+        tiny = np.finfo(pred.dtype).smallest_subnormal
+        log_p = np.maximum(np.log(np.maximum(pred, tiny)), -100)
+        log_1mp = np.maximum(np.log(np.maximum(1 - pred, tiny)), -100)
+        self._grad = (pred - target_array) / np.maximum(pred * (1 - pred), 1e-12)
+        losses: Array = -(target_array * log_p + (1 - target_array) * log_1mp)
+        return losses
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits ``x``, fused with the sigmoid::
+
+        w = 1 + (pos_weight - 1) * t                    (w = 1 without pos_weight)
+        l = (1 - t) x + w * softplus(-x)
+        dl/dx = (1 - t) - w * sigmoid(-x)               (= sigmoid(x) - t without pos_weight)
+
+    ``softplus`` and ``sigmoid`` are the stable forms of ``nnkit.functional``, so any finite
+    logit works. ``pos_weight`` (broadcast along the last axis, one weight per class) scales
+    the positive term, as in PyTorch.
+    """
+
+    def __init__(self, reduction: Reduction = "mean", pos_weight: ArrayLike | None = None) -> None:
+        super().__init__(reduction)
+        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+        if self.pos_weight is not None and self.pos_weight.ndim > 1:
+            raise ValueError(
+                f"pos_weight must be a scalar or 1-D (one weight per class), got shape "
+                f"{self.pos_weight.shape}"
+            )
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        t = _same_shape("BCEWithLogitsLoss", pred, target)
+        if self.pos_weight is None:
+            self._grad = F.sigmoid(pred) - t
+            return (1 - t) * pred + F.softplus(-pred)
+        pos_weight = self.pos_weight.astype(pred.dtype)
+        if pos_weight.ndim == 1 and (pred.ndim == 0 or pred.shape[-1] != pos_weight.shape[0]):
+            raise ValueError(
+                f"pos_weight has {pos_weight.shape[0]} entries but pred's last axis has shape "
+                f"{pred.shape}; give one weight per class (last axis)"
+            )
+        w = 1 + (pos_weight - 1) * t
+        self._grad = (1 - t) - w * F.sigmoid(-pred)
+        losses: Array = (1 - t) * pred + w * F.softplus(-pred)
+        return losses
+
+    def get_config(self) -> dict[str, Any]:
+        pos_weight = None if self.pos_weight is None else self.pos_weight.tolist()
+        return {"reduction": self.reduction, "pos_weight": pos_weight}
+
+
+def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
+    """Integer class indices of shape (N,), checked against logits of shape (N, C)."""
+    target_array = np.asarray(target)
+    if target_array.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} expects integer class indices, got dtype {target_array.dtype}"
+        )
+    n, c = logits.shape
+    if target_array.shape != (n,):
+        raise ValueError(
+            f"{name} expected class indices of shape ({n},) for pred of shape {logits.shape}, "
+            f"got {target_array.shape}"
+        )
+    if n and (target_array.min() < 0 or target_array.max() >= c):
+        bad = target_array[(target_array < 0) | (target_array >= c)][0]
+        raise ValueError(f"{name} got class index {bad}, outside [0, {c - 1}] for {c} classes")
+    return target_array
+
+
+def _check_2d(name: str, pred: Array) -> None:
+    if pred.ndim != 2:
+        raise ValueError(f"{name} expects pred of shape (N, C), got {pred.shape}")
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy from logits ``x`` of shape (N, C).
+
+    Targets are class indices of shape (N,) or class probabilities ``q`` of shape (N, C).
+    Indices become one-hot rows. With ``label_smoothing = e`` the target is
+    ``q' = (1 - e) q + e / C``. Per sample::
+
+        l = -sum_c q'_c log_softmax(x)_c
+        dl/dx = softmax(x) * sum_c q'_c - q'     (= softmax(x) - q' when q' sums to 1)
+
+    ``"mean"`` averages over the N samples (PyTorch's behaviour without class weights).
+    """
+
+    def __init__(self, reduction: Reduction = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__(reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        _check_2d("CrossEntropyLoss", pred)
+        n, c = pred.shape
+        target_array = np.asarray(target)
+        if target_array.ndim == 1 or target_array.dtype.kind in "iu":
+            indices = _class_targets("CrossEntropyLoss", pred, target_array)
+            q = np.zeros_like(pred)
+            q[np.arange(n), indices] = 1
+        else:
+            q = _same_shape("CrossEntropyLoss", pred, target_array)
+        if self.label_smoothing:
+            q = q * (1 - self.label_smoothing) + self.label_smoothing / c
+        log_p = F.log_softmax(pred, axis=1)
+        q_sum = np.sum(q, axis=1, keepdims=True)
+        self._grad = np.exp(log_p) * q_sum - q
+        losses: Array = -np.sum(q * log_p, axis=1)
+        return losses
+
+    def get_config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "label_smoothing": self.label_smoothing}
+
+
+class NLLLoss(Loss):
+    """Negative log-likelihood from log-probabilities ``x`` of shape (N, C) and class indices
+    ``t`` of shape (N,)::
+
+        l_i = -x[i, t_i];   dl/dx[i, c] = -1 if c == t_i else 0
+    """
+
+    def _forward(self, pred: Array, target: ArrayLike) -> Array:
+        _check_2d("NLLLoss", pred)
+        indices = _class_targets("NLLLoss", pred, target)
+        rows = np.arange(pred.shape[0])
+        grad = np.zeros_like(pred)
+        grad[rows, indices] = -1
+        self._grad = grad
+        return -pred[rows, indices]
