@@ -142,11 +142,20 @@ class Module:
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """Every parameter in the tree, each once, with dotted names such as ``"0.weight"``."""
         seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
+
+        def walk(module: Module, module_name: str) -> Iterator[tuple[str, Parameter]]:
+            seen.add(id(module))
             for name, member in module._named_members():
-                if isinstance(member, Parameter) and id(member) not in seen:
+                full_name = f"{module_name}.{name}" if module_name else name
+                if id(member) in seen:
+                    continue
+                if isinstance(member, Parameter):
                     seen.add(id(member))
-                    yield (f"{module_name}.{name}" if module_name else name), member
+                    yield full_name, member
+                else:
+                    yield from walk(member, full_name)
+
+        yield from walk(self, prefix)
 
     def parameters(self) -> Iterator[Parameter]:
         """Every parameter in the tree, each once, in a stable order."""

@@ -1,0 +1,118 @@
+"""The tables of built-in layers and losses that the parametrized tests run over.
+
+A new layer or loss is added here once, and every table-driven test covers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import nnkit
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    name: str
+    make: Callable[[np.random.Generator], nnkit.Module]
+    in_shape: tuple[int, ...] = (5, 4)
+    batch_independent: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _seq(rng: np.random.Generator) -> nnkit.Module:
+    return nnkit.Sequential(
+        nnkit.Dense(4, 6, rng=rng), nnkit.Tanh(), nnkit.Dense(6, 3, rng=rng), nnkit.LogSoftmax()
+    )
+
+
+LAYERS = [
+    LayerCase("Dense", lambda rng: nnkit.Dense(4, 3, rng=rng)),
+    LayerCase("Dense-nobias", lambda rng: nnkit.Dense(4, 3, bias=False, rng=rng)),
+    LayerCase("Dense-xavier", lambda rng: nnkit.Dense(4, 3, rng=rng, weight_init="xavier_normal")),
+    LayerCase("Identity", lambda rng: nnkit.Identity()),
+    LayerCase("Sigmoid", lambda rng: nnkit.Sigmoid()),
+    LayerCase("Tanh", lambda rng: nnkit.Tanh()),
+    LayerCase("ReLU", lambda rng: nnkit.ReLU()),
+    LayerCase("LeakyReLU", lambda rng: nnkit.LeakyReLU(0.1)),
+    LayerCase("ELU", lambda rng: nnkit.ELU(0.7)),
+    LayerCase("GELU", lambda rng: nnkit.GELU()),
+    LayerCase("Softplus", lambda rng: nnkit.Softplus()),
+    LayerCase("SiLU", lambda rng: nnkit.SiLU()),
+    LayerCase("Softmax", lambda rng: nnkit.Softmax()),
+    LayerCase("Softmax-axis0", lambda rng: nnkit.Softmax(axis=0), batch_independent=False),
+    LayerCase("LogSoftmax", lambda rng: nnkit.LogSoftmax()),
+    LayerCase("Softmax-3d", lambda rng: nnkit.Softmax(axis=1), in_shape=(3, 4, 2)),
+    LayerCase("Sequential", _seq),
+]
+
+ACTIVATIONS = [case for case in LAYERS if case.name in {
+    "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus", "SiLU",
+    "Softmax", "LogSoftmax",
+}]
+
+
+@dataclass(frozen=True)
+class LossCase:
+    name: str
+    make: Callable[[], nnkit.Loss]
+    data: Callable[[np.random.Generator, int], tuple[Any, Any]]
+
+
+def _regression(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    return rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+
+
+def _probabilities(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    return rng.uniform(0.05, 0.95, size=(n, 3)), rng.uniform(size=(n, 3))
+
+
+def _logits_binary(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    return rng.normal(size=(n, 3)) * 3, rng.uniform(size=(n, 3))
+
+
+def _logits_indices(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    return rng.normal(size=(n, 4)) * 3, rng.integers(0, 4, size=n)
+
+
+def _logits_probs(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    return rng.normal(size=(n, 4)) * 3, rng.dirichlet(np.ones(4), size=n)
+
+
+def _log_probs(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    return np.log(rng.dirichlet(np.ones(4), size=n)), rng.integers(0, 4, size=n)
+
+
+LOSSES = [
+    LossCase("MSELoss", nnkit.MSELoss, _regression),
+    LossCase("MSELoss-sum", lambda: nnkit.MSELoss(reduction="sum"), _regression),
+    LossCase("L1Loss", nnkit.L1Loss, _regression),
+    LossCase("HuberLoss", lambda: nnkit.HuberLoss(delta=0.5), _regression),
+    LossCase("BCELoss", nnkit.BCELoss, _probabilities),
+    LossCase("BCEWithLogitsLoss", nnkit.BCEWithLogitsLoss, _logits_binary),
+    LossCase(
+        "BCEWithLogitsLoss-pos_weight",
+        lambda: nnkit.BCEWithLogitsLoss(pos_weight=[0.5, 2.0, 3.0]),
+        _logits_binary,
+    ),
+    LossCase("CrossEntropyLoss", nnkit.CrossEntropyLoss, _logits_indices),
+    LossCase(
+        "CrossEntropyLoss-smoothing",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.2),
+        _logits_indices,
+    ),
+    LossCase("CrossEntropyLoss-probs", nnkit.CrossEntropyLoss, _logits_probs),
+    LossCase(
+        "CrossEntropyLoss-probs-smoothing",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.1, reduction="sum"),
+        _logits_probs,
+    ),
+    LossCase("NLLLoss", nnkit.NLLLoss, _log_probs),
+]
+
+
+def ids(cases: list[Any]) -> list[str]:
+    return [case.name for case in cases]

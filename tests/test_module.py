@@ -1,0 +1,231 @@
+"""Module, Parameter and Sequential: discovery, modes, state, dtype, repr."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nnkit
+from nnkit.testing import check_module
+
+
+def mlp(seed: int = 0) -> nnkit.Sequential:
+    rng = np.random.default_rng(seed)
+    return nnkit.Sequential(
+        nnkit.Dense(2, 3, rng=rng), nnkit.Sigmoid(), nnkit.Dense(3, 1, rng=rng)
+    )
+
+
+class TwoBranch(nnkit.Module):
+    """A custom module: parameters found through attributes and a list, one layer shared."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.shared = nnkit.Dense(3, 3, rng=rng)
+        self.blocks = [self.shared, nnkit.Tanh(), self.shared]
+        self.scale = nnkit.Parameter(np.array([2.0]))
+
+    def forward(self, x: Any) -> Any:
+        for block in self.blocks:
+            x = block(x)
+        return x * self.scale.data
+
+    def backward(self, grad_out: Any) -> Any:
+        raise NotImplementedError  # not needed for discovery tests
+
+
+def test_parameter_basics() -> None:
+    p = nnkit.Parameter([[1, 2]])
+    assert p.data.dtype == np.float32 and p.grad.shape == (1, 2) and not p.grad.any()
+    p.grad += 3
+    grad = p.grad
+    p.zero_grad()
+    assert grad is p.grad and not p.grad.any()
+    assert repr(p) == "Parameter(shape=(1, 2), dtype=float32)"
+    with pytest.raises(TypeError, match="floating"):
+        nnkit.Parameter([1.0], dtype=np.int32)
+    with pytest.raises(TypeError, match="numeric"):
+        nnkit.Parameter(["a"])
+
+
+def test_named_parameters_use_dotted_indices() -> None:
+    names = [name for name, _ in mlp().named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert mlp().num_parameters() == 2 * 3 + 3 + 3 + 1
+
+
+def test_discovery_walks_attributes_and_lists_and_dedups_shared() -> None:
+    model = TwoBranch(np.random.default_rng(0))
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["shared.weight", "shared.bias", "scale"]
+    assert [name for name, _ in model.named_children()] == [
+        "shared", "blocks.0", "blocks.1", "blocks.2"
+    ]
+    assert len(list(model.modules())) == 3  # itself, the shared Dense, the Tanh
+
+
+def test_shared_layer_gradients_accumulate_from_both_uses() -> None:
+    rng = np.random.default_rng(0)
+    layer = nnkit.Dense(3, 3, rng=rng)
+    model = nnkit.Sequential(layer, nnkit.Tanh(), layer)
+    assert len(list(model.parameters())) == 2
+    x = rng.normal(size=(4, 3))
+    # a layer used twice keeps one cache: the harness's gradcheck would need two caches;
+    # here we check that both backward passes add into the same grad
+    layer.zero_grad()
+    model(x)
+    first = layer.weight.grad.copy()
+    model.backward(np.ones((4, 3)))
+    assert not np.array_equal(layer.weight.grad, first)
+
+
+def test_train_eval_switch_whole_tree() -> None:
+    model = mlp()
+    assert model.eval() is model
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_zero_grad_clears_every_parameter() -> None:
+    model = mlp()
+    model(np.ones((2, 2)))
+    model.backward(np.ones((2, 1)))
+    assert any(p.grad.any() for p in model.parameters())
+    model.zero_grad()
+    assert not any(p.grad.any() for p in model.parameters())
+
+
+def test_state_dict_round_trip_and_copies() -> None:
+    a, b = mlp(0), mlp(1)
+    state = a.state_dict()
+    state["0.weight"][...] = 7  # a copy: the model is not touched
+    assert not np.any(a[0].weight.data == 7)  # type: ignore[attr-defined]
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).normal(size=(3, 2))
+    np.testing.assert_array_equal(a(x), b(x))
+
+
+def test_load_state_dict_lists_every_problem_and_changes_nothing() -> None:
+    model = mlp()
+    before = model.state_dict()
+    bad = model.state_dict()
+    del bad["2.bias"]
+    bad["extra"] = np.zeros(1, dtype=np.float32)
+    bad["0.weight"] = np.zeros((3, 2), dtype=np.float32)
+    bad["0.bias"] = np.zeros(3, dtype=np.float64)
+    bad["2.weight"] = bad["2.weight"] + 5  # valid, must not be assigned either
+    with pytest.raises(ValueError) as info:
+        model.load_state_dict(bad)
+    message = str(info.value)
+    assert "missing keys: 2.bias" in message
+    assert "unexpected keys: extra" in message
+    assert "0.weight: shape (3, 2) in the state, (2, 3) in the model" in message
+    assert "0.bias: dtype float64 in the state, float32 in the model" in message
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_load_state_dict_non_strict_allows_missing_and_extra() -> None:
+    model = mlp()
+    state = {"0.bias": np.ones(3, dtype=np.float32), "other": np.zeros(2)}
+    model.load_state_dict(state, strict=False)
+    np.testing.assert_array_equal(model[0].bias.data, 1)  # type: ignore[union-attr, attr-defined]
+    with pytest.raises(ValueError, match="shape"):
+        model.load_state_dict({"0.bias": np.ones(4, dtype=np.float32)}, strict=False)
+
+
+def test_astype_converts_everything_and_keeps_working() -> None:
+    model = mlp().astype(np.float64)
+    assert all(p.data.dtype == p.grad.dtype == np.float64 for p in model.parameters())
+    assert model(np.ones((1, 2))).dtype == np.float64
+    with pytest.raises(TypeError, match="floating"):
+        model.astype(np.int64)
+
+
+def test_repr_is_readable_and_nested() -> None:
+    inner = nnkit.Sequential(nnkit.Dense(3, 1), nnkit.Sigmoid())
+    model = nnkit.Sequential(nnkit.Dense(2, 3, bias=False), nnkit.LeakyReLU(0.2), inner)
+    assert repr(model) == (
+        "Sequential(\n"
+        "  (0): Dense(in_features=2, out_features=3, bias=False)\n"
+        "  (1): LeakyReLU(negative_slope=0.2)\n"
+        "  (2): Sequential(\n"
+        "    (0): Dense(in_features=3, out_features=1, bias=True)\n"
+        "    (1): Sigmoid()\n"
+        "  )\n"
+        ")"
+    )
+    assert repr(nnkit.Dense(2, 3, dtype=np.float64)) == (
+        "Dense(in_features=2, out_features=3, bias=True, dtype='float64')"
+    )
+
+
+def test_sequential_container_protocol() -> None:
+    model = mlp()
+    assert len(model) == 3
+    assert isinstance(model[1], nnkit.Sigmoid)
+    assert isinstance(model[-1], nnkit.Dense)
+    head = model[:2]
+    assert isinstance(head, nnkit.Sequential) and len(head) == 2 and head[0] is model[0]
+    assert [type(m).__name__ for m in model] == ["Dense", "Sigmoid", "Dense"]
+    assert model.append(nnkit.Sigmoid()) is model and len(model) == 4
+    assert [n for n, _ in model.named_parameters()][-1] == "2.bias"
+
+
+def test_empty_sequential_is_identity() -> None:
+    x = np.ones((2, 2))
+    np.testing.assert_array_equal(nnkit.Sequential()(x), x)
+
+
+def test_base_module_methods_must_be_implemented() -> None:
+    with pytest.raises(NotImplementedError, match="forward"):
+        nnkit.Module()(np.zeros(1))
+    with pytest.raises(NotImplementedError, match="backward"):
+        nnkit.Module().backward(np.zeros(1))
+
+
+def test_custom_layer_from_the_docs_passes_the_harness() -> None:
+    class Scale(nnkit.Module):
+        """y = x * gamma, one gamma per feature."""
+
+        def __init__(self, features: int) -> None:
+            super().__init__()
+            self.gamma = nnkit.Parameter(np.ones(features))
+            self._x: Any = None
+
+        def forward(self, x: Any) -> Any:
+            self._x = nnkit.module.as_float_array(x, self.gamma.data.dtype)
+            return self._x * self.gamma.data
+
+        def backward(self, grad_out: Any) -> Any:
+            if self._x is None:
+                raise self._no_cache_error()
+            self.gamma.grad += (grad_out * self._x).sum(axis=0)
+            return grad_out * self.gamma.data
+
+    check_module(Scale(3), np.random.default_rng(0).normal(size=(4, 3)))
+
+
+def test_dense_weight_init_options() -> None:
+    rng = np.random.default_rng(0)
+    default = nnkit.Dense(100, 50, rng=rng)
+    bound = 1 / np.sqrt(100)
+    assert np.abs(default.weight.data).max() <= bound and default.bias is not None
+    assert np.abs(default.bias.data).max() <= bound and default.bias.data.any()
+    xavier = nnkit.Dense(100, 50, rng=rng, weight_init="xavier_uniform")
+    assert np.abs(xavier.weight.data).max() <= np.sqrt(6 / 150) and xavier.bias is not None
+    assert not xavier.bias.data.any()
+    custom = nnkit.Dense(2, 3, weight_init=lambda shape, rng: np.full(shape, 0.5))
+    np.testing.assert_array_equal(custom.weight.data, 0.5)
+    with pytest.raises(ValueError, match=re.escape("returned shape (3, 2), expected (2, 3)")):
+        nnkit.Dense(2, 3, weight_init=lambda shape, rng: np.zeros((3, 2)))
+
+
+def test_same_seed_same_model() -> None:
+    a, b = mlp(5), mlp(5)
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
