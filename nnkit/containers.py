@@ -38,19 +38,32 @@ class Sequential(Module):
             try:
                 x = layer.forward(x)
             except Exception as exc:
-                add_note(exc, f"raised in forward of Sequential child {i} ({type(layer).__name__})")
+                _note(exc, "forward", i, layer)
                 raise
         return x
 
     def backward(self, grad_out: Array) -> Array:
-        for i in range(len(self.layers) - 1, -1, -1):
+        return self._backward_to(grad_out, 0)
+
+    def accumulate_grad(self, grad_out: Array) -> None:
+        """Parameter gradients of every child; the first child skips its input gradient."""
+        if not self.layers:
+            return
+        grad_out = self._backward_to(grad_out, 1)
+        try:
+            self.layers[0].accumulate_grad(grad_out)
+        except Exception as exc:
+            _note(exc, "backward", 0, self.layers[0])
+            raise
+
+    def _backward_to(self, grad_out: Array, stop: int) -> Array:
+        """Backward through children ``len - 1`` down to ``stop``; returns their input grad."""
+        for i in range(len(self.layers) - 1, stop - 1, -1):
             layer = self.layers[i]
             try:
                 grad_out = layer.backward(grad_out)
             except Exception as exc:
-                add_note(
-                    exc, f"raised in backward of Sequential child {i} ({type(layer).__name__})"
-                )
+                _note(exc, "backward", i, layer)
                 raise
         return grad_out
 
@@ -74,6 +87,10 @@ class Sequential(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
+
+
+def _note(exc: BaseException, method: str, index: int, layer: Module) -> None:
+    add_note(exc, f"raised in {method} of Sequential child {index} ({type(layer).__name__})")
 
 
 def _check_module(layer: object, index: int) -> None:

@@ -37,8 +37,8 @@ class Loss:
 
     Subclasses implement :meth:`_forward`, which returns the per-element (or per-sample)
     losses and stores the gradient of their *sum* with respect to ``pred`` in ``self._grad``
-    (or enough to compute it in :meth:`_backward`). The base class checks inputs, reduces, and
-    scales the gradient for ``"mean"``.
+    (or an array from which :meth:`_backward` computes it). The base class reduces, and scales
+    the gradient by ``1 / count`` for ``"mean"``.
     """
 
     def __init__(self, reduction: Reduction = "mean") -> None:
@@ -46,7 +46,7 @@ class Loss:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction: Reduction = reduction
         self._grad: Array | None = None
-        self._count = 0
+        self._scale = 1.0
 
     def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
         return self.forward(pred, target)
@@ -55,36 +55,40 @@ class Loss:
         """The reduced loss as a Python float; caches what :meth:`backward` needs."""
         self._grad = None
         losses = self._forward(as_float_array(pred), target)
-        self._count = losses.size
-        if self.reduction == "mean":
-            if losses.size == 0:
-                self._grad = None
-                raise ValueError(
-                    f"{type(self).__name__} with reduction='mean' got an empty batch; the mean "
-                    "of no losses is undefined (use reduction='sum' or skip empty batches)"
-                )
-            return float(np.mean(losses))
-        return float(np.sum(losses))
+        total = float(losses.sum())
+        if self.reduction == "sum":
+            self._scale = 1.0
+            return total
+        count = losses.size
+        if count == 0:
+            self._grad = None
+            raise ValueError(
+                f"{type(self).__name__} with reduction='mean' got an empty batch; the mean "
+                "of no losses is undefined (use reduction='sum' or skip empty batches)"
+            )
+        self._scale = 1.0 / count
+        return total / count
 
     def backward(self) -> Array:
-        """dL/dpred for the most recent forward, with pred's shape and dtype."""
+        """dL/dpred for the most recent forward, with pred's shape and dtype (a new array)."""
         grad = self._grad
         if grad is None:
             raise RuntimeError(
                 f"{type(self).__name__}.backward() was called before a successful forward; "
                 "call loss_fn(pred, target) first"
             )
-        grad = self._backward(grad)
-        if self.reduction == "mean":
-            grad = grad * grad.dtype.type(1.0 / self._count)
-        return grad
+        return self._backward(grad, self._scale)
 
     def _forward(self, pred: Array, target: ArrayLike) -> Array:
         raise NotImplementedError
 
-    def _backward(self, cached: Array) -> Array:
-        """The gradient of the summed loss; by default the array cached by ``_forward``."""
-        return np.array(cached)
+    def _backward(self, cached: Array, scale: float) -> Array:
+        """``scale`` times the gradient of the summed loss, as a new array.
+
+        By default the gradient is the array ``_forward`` cached in ``self._grad``.
+        """
+        grad: Array = cached * scale
+        return grad
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this loss."""
@@ -115,8 +119,9 @@ class MSELoss(Loss):
         losses: Array = diff * diff
         return losses
 
-    def _backward(self, cached: Array) -> Array:
-        return cached * 2
+    def _backward(self, cached: Array, scale: float) -> Array:
+        grad: Array = cached * (2 * scale)
+        return grad
 
 
 class L1Loss(Loss):
@@ -239,7 +244,9 @@ def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
             f"{name} expected class indices of shape ({n},) for pred of shape {logits.shape}, "
             f"got {target_array.shape}"
         )
-    if n and (target_array.min() < 0 or target_array.max() >= c):
+    # one reduction checks both ends: viewed as unsigned, a negative index is huge
+    unsigned = target_array.view(target_array.dtype.str.replace("i", "u"))
+    if n and unsigned.max() >= c:
         bad = target_array[(target_array < 0) | (target_array >= c)][0]
         raise ValueError(f"{name} got class index {bad}, outside [0, {c - 1}] for {c} classes")
     return target_array
@@ -261,6 +268,7 @@ class CrossEntropyLoss(Loss):
         dl/dx = softmax(x) * sum_c q'_c - q'     (= softmax(x) - q' when q' sums to 1)
 
     ``"mean"`` averages over the N samples (PyTorch's behaviour without class weights).
+    With class indices the one-hot rows are never formed: ``l = logsumexp(x) - x_t``.
     """
 
     def __init__(self, reduction: Reduction = "mean", label_smoothing: float = 0.0) -> None:
@@ -271,20 +279,35 @@ class CrossEntropyLoss(Loss):
 
     def _forward(self, pred: Array, target: ArrayLike) -> Array:
         _check_2d("CrossEntropyLoss", pred)
-        n, c = pred.shape
         target_array = np.asarray(target)
         if target_array.ndim == 1 or target_array.dtype.kind in "iu":
-            indices = _class_targets("CrossEntropyLoss", pred, target_array)
-            q = np.zeros_like(pred)
-            q[np.arange(n), indices] = 1
-        else:
-            q = _same_shape("CrossEntropyLoss", pred, target_array)
+            return self._from_indices(pred, _class_targets("CrossEntropyLoss", pred, target_array))
+        q = _same_shape("CrossEntropyLoss", pred, target_array)
         if self.label_smoothing:
-            q = q * (1 - self.label_smoothing) + self.label_smoothing / c
+            q = q * (1 - self.label_smoothing) + self.label_smoothing / pred.shape[1]
         log_p = F.log_softmax(pred, axis=1)
-        q_sum = np.sum(q, axis=1, keepdims=True)
-        self._grad = np.exp(log_p) * q_sum - q
+        self._grad = np.exp(log_p) * np.sum(q, axis=1, keepdims=True) - q
         losses: Array = -np.sum(q * log_p, axis=1)
+        return losses
+
+    def _from_indices(self, pred: Array, indices: Array) -> Array:
+        n, c = pred.shape
+        rows = np.arange(n)
+        z = pred - (pred.max(axis=1, keepdims=True) if n else 0)  # log_softmax = z - log(s)
+        e = np.exp(z)
+        s = np.add.reduce(e, axis=1, keepdims=True)
+        log_s = np.log(s)
+        e /= s  # softmax
+        eps = self.label_smoothing
+        if eps:  # l = log_s - (1 - eps) z_t - eps/C sum_c z_c
+            losses: Array = log_s[:, 0] - (1 - eps) * z[rows, indices]
+            losses -= (eps / c) * np.add.reduce(z, axis=1)
+            e -= eps / c
+            e[rows, indices] -= 1 - eps
+        else:
+            losses = log_s[:, 0] - z[rows, indices]
+            e[rows, indices] -= 1
+        self._grad = e
         return losses
 
     def get_config(self) -> dict[str, Any]:

@@ -78,6 +78,17 @@ class Module:
         """Return dL/dx given dL/dy for the most recent forward; add dL/dparam to grads."""
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_out)")
 
+    def accumulate_grad(self, grad_out: Array) -> None:
+        """Add dL/dparam for the most recent forward into each ``param.grad``, skipping dL/dx.
+
+        The parameter gradients are exactly those of :meth:`backward`. Use it when the input
+        gradient is not needed, as in an ordinary training step where the input is data:
+        ``Dense`` then skips its largest matrix product. This is Torch7's
+        ``accGradParameters``. The default calls :meth:`backward` and drops dx; layers
+        override it when skipping dx saves work, and containers pass it to their first child.
+        """
+        self.backward(grad_out)
+
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
 
@@ -90,6 +101,8 @@ class Module:
 
     def _grad_like(self, grad_out: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
         """``grad_out`` as an array of the last output's ``shape`` and ``dtype``, or ValueError."""
+        if type(grad_out) is np.ndarray and grad_out.dtype == dtype and grad_out.shape == shape:
+            return grad_out
         grad = as_float_array(grad_out, dtype)
         if grad.shape != shape:
             raise ValueError(

@@ -53,7 +53,7 @@ def check_module(
     - batch independence (``batch_independent=True``): row i of a batched forward equals the
       forward of row i alone;
     - gradients accumulate: a second backward adds the same gradient again, and
-      ``zero_grad`` clears it;
+      ``zero_grad`` clears it; ``accumulate_grad`` gives the same parameter gradients;
     - a ``state_dict`` round trip into a perturbed copy reproduces the output exactly, and the
       returned arrays are copies;
     - an empty batch (N = 0) gives an empty output of the right shape, and its backward works.
@@ -181,6 +181,12 @@ def _check_accumulation(original: Module, m: Module, x: Array, seed: int) -> Non
     m.zero_grad()
     if any(np.any(g != 0) for g in _grads(m).values()):
         raise _fail(original, "zero_grad() left a non-zero gradient")
+    m.forward(x)
+    m.accumulate_grad(dy)
+    for name, grad in _grads(m).items():
+        if not np.allclose(grad, once[name], rtol=1e-12, atol=1e-300):
+            raise _fail(original, f"accumulate_grad() and backward() disagree on {name!r}")
+    m.zero_grad()
 
 
 def _check_state_round_trip(original: Module, m: Module, x: Array) -> None:

@@ -71,6 +71,12 @@ class Promotes(nnkit.Dense):
         return super().backward(grad_out.astype(self.weight.data.dtype))
 
 
+class SkipsBiasInAccumulate(nnkit.Dense):
+    def accumulate_grad(self, grad_out: Any) -> None:
+        x = self._x
+        self.weight.grad += x.T @ grad_out  # type: ignore[union-attr]  # planted bug: no bias
+
+
 class NoCacheCheck(nnkit.Module):
     def forward(self, x: Any) -> Any:
         return np.asarray(x) * 2.0
@@ -99,8 +105,8 @@ class MixesBatch(nnkit.Module):
 
 
 class WrongLossGrad(nnkit.MSELoss):
-    def _backward(self, cached: Any) -> Any:
-        return cached  # planted bug: forgot the factor 2
+    def _backward(self, cached: Any, scale: float) -> Any:
+        return cached * scale  # planted bug: forgot the factor 2
 
 
 BROKEN = [
@@ -111,6 +117,7 @@ BROKEN = [
     (MutatesGrad(), "mutated grad_out"),
     (Promotes(3, 2, rng=np.random.default_rng(1)), "returned float64"),
     (NoCacheCheck(), "before forward"),
+    (SkipsBiasInAccumulate(3, 2, rng=np.random.default_rng(1)), "accumulate_grad"),
     (MixesBatch(), "row 0"),
 ]
 

@@ -119,15 +119,23 @@ class Dense(Module):
         return y
 
     def backward(self, grad_out: Array) -> Array:
+        dy = self._accumulate(grad_out)
+        dx: Array = dy @ self.weight.data.T
+        return dx
+
+    def accumulate_grad(self, grad_out: Array) -> None:
+        self._accumulate(grad_out)
+
+    def _accumulate(self, grad_out: Array) -> Array:
+        """Add dL/dweight and dL/dbias into the gradients; returns the checked dy."""
         x = self._x
         if x is None:
             raise self._no_cache_error()
         dy = self._grad_like(grad_out, (x.shape[0], self.out_features), x.dtype)
         self.weight.grad += x.T @ dy
         if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)
-        dx: Array = dy @ self.weight.data.T
-        return dx
+            self.bias.grad += np.add.reduce(dy, axis=0)
+        return dy
 
     def get_config(self) -> dict[str, Any]:
         return {
