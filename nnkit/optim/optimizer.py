@@ -1,0 +1,284 @@
+"""Optimizer: the stateful base class that applies a per-parameter update rule.
+
+A subclass says what state one parameter needs (``_init_state``) and how one parameter is
+updated (``_update``); the base class owns everything else: parameter groups, the state
+dictionary keyed by parameter, ``step``/``zero_grad`` and a ``state_dict`` made of plain
+arrays and numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnkit.parameter import Parameter
+
+__all__ = ["Optimizer", "ParamGroup", "State"]
+
+ParamGroup = dict[str, Any]
+"""One parameter group: ``"params"`` (a list of Parameters) plus its hyperparameters."""
+
+State = dict[str, Any]
+"""The state of one parameter: ``"step"`` (an int) and arrays shaped like the parameter."""
+
+Array = NDArray[np.floating[Any]]
+
+
+class Optimizer:
+    """Base class of the optimizers: parameter groups, per-parameter state, state_dict.
+
+    ``params`` is an iterable of :class:`~nnkit.Parameter`, or of dicts
+    ``{"params": [...], "lr": 0.01, ...}`` that each form a *parameter group* with its own
+    hyperparameters; options a group does not give are taken from ``defaults`` (the
+    constructor's arguments). A parameter may appear only once in the whole optimizer.
+
+    ``step()`` updates every parameter in place from its ``grad`` (which it never modifies),
+    reading the hyperparameters from ``param_groups`` at every call, so a scheduler or the user
+    may change ``group["lr"]`` between steps. The state of a parameter (its buffers and step
+    count) lives in ``state[param]``; it is created at the parameter's first step, in the
+    parameter's dtype, and updated in place afterwards.
+
+    Subclasses implement two methods:
+
+    - ``_init_state(param, group)`` returns the buffers one parameter needs (``"step"`` is
+      added by the base class);
+    - ``_update(param, state, group)`` applies one step of the rule to one parameter, after the
+      base class has incremented ``state["step"]`` (so it is ``t`` = 1 on the first step).
+
+    Attributes:
+        defaults: the constructor's hyperparameters, used to fill in new groups.
+        param_groups: the list of groups, each a dict with ``"params"`` and hyperparameters.
+        state: ``{parameter: {"step": t, buffer name: array, ...}}``.
+    """
+
+    _state_keys: tuple[str, ...] = ()
+    """Names of every buffer the rule may keep (for validating a loaded state)."""
+
+    def __init__(self, params: Iterable[Parameter] | Iterable[ParamGroup], defaults: ParamGroup):
+        if isinstance(params, (Parameter, np.ndarray, Mapping)) or not isinstance(params, Iterable):
+            raise TypeError(
+                "params must be an iterable of Parameters or of parameter-group dicts, got "
+                f"{type(params).__name__}; pass e.g. model.parameters() or [param]"
+            )
+        self.defaults: ParamGroup = dict(defaults)
+        self.param_groups: list[ParamGroup] = []
+        self.state: dict[Parameter, State] = {}
+        entries: list[Any] = list(params)
+        if not entries:
+            raise ValueError("optimizer got an empty parameter list")
+        groups = entries if all(isinstance(e, Mapping) for e in entries) else [{"params": entries}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # -- the per-parameter rule (implemented by subclasses) --------------------------------------
+    def _init_state(self, param: Parameter, group: ParamGroup) -> State:
+        """The buffers one parameter needs before its first step (without ``"step"``)."""
+        raise NotImplementedError
+
+    def _update(self, param: Parameter, state: State, group: ParamGroup) -> None:
+        """Apply one step of the rule to ``param`` in place (``state["step"]`` is already t)."""
+        raise NotImplementedError
+
+    def _check_group(self, group: ParamGroup) -> None:
+        """Raise ValueError/TypeError, naming the value, if a group's hyperparameter is bad."""
+
+    # -- public API ------------------------------------------------------------------------------
+    def step(self) -> None:
+        """Update every parameter once, in place, from its current ``grad``."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                state = self.state.get(param)
+                if state is None:
+                    state = self.state[param] = {"step": 0, **self._init_state(param, group)}
+                state["step"] += 1
+                self._update(param, state, group)
+
+    def zero_grad(self) -> None:
+        """Reset the gradient of every parameter to zero, in place."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.zero_grad()
+
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (missing ones from defaults).
+
+        Useful when unfreezing layers while training: the new parameters start with no state.
+        """
+        if not isinstance(param_group, Mapping) or "params" not in param_group:
+            raise TypeError(
+                f"a parameter group must be a dict with a 'params' key, got {param_group!r}"
+            )
+        group = {**self.defaults, **param_group}
+        params = group["params"]
+        if isinstance(params, Parameter):
+            params = [params]
+        elif isinstance(params, (np.ndarray, set, frozenset)) or not isinstance(params, Iterable):
+            raise TypeError(
+                "a group's 'params' must be a Parameter or an ordered iterable of Parameters, "
+                f"got {type(params).__name__}"
+            )
+        params = list(params)
+        index = len(self.param_groups)
+        if not params:
+            raise ValueError(f"parameter group {index} has no parameters")
+        seen: set[Parameter] = set()
+        for i, param in enumerate(params):
+            if not isinstance(param, Parameter):
+                raise TypeError(
+                    f"parameter group {index} item {i} is a {type(param).__name__}, not a "
+                    "Parameter (optimizers update nnkit.Parameter objects in place)"
+                )
+            if param in seen:
+                raise ValueError(
+                    f"parameter group {index} lists {param!r} (item {i}) more than once"
+                )
+            seen.add(param)
+        for other_index, other in enumerate(self.param_groups):
+            for param in other["params"]:
+                if param in seen:
+                    raise ValueError(
+                        f"{param!r} appears in parameter group {other_index} and again in "
+                        f"group {index}; a parameter may belong to one group only"
+                    )
+        group["params"] = params
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state as plain data: copies of arrays, ints, floats, bools, tuples.
+
+        ``{"state": {index: {"step": t, name: array, ...}}, "param_groups": [{..., "params":
+        [index, ...]}]}``, where ``index`` numbers the parameters in ``param_groups`` order (as
+        PyTorch does), so the dict refers to no Parameter object and can be saved without
+        pickle. Arrays are copies: later steps do not change a state_dict already taken.
+        """
+        index = {param: i for i, param in enumerate(self._all_params())}
+        groups = [
+            {**group, "params": [index[param] for param in group["params"]]}
+            for group in self.param_groups
+        ]
+        state = {
+            index[param]: {
+                key: value.copy() if isinstance(value, np.ndarray) else value
+                for key, value in param_state.items()
+            }
+            for param, param_state in self.state.items()
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` into this optimizer (for the same model).
+
+        The groups must match in number and size and every array must have its parameter's
+        shape; the hyperparameters of each group are taken from ``state_dict``. Arrays are
+        copied into new buffers in each parameter's dtype. Everything is checked before
+        anything is changed, so a bad state_dict leaves the optimizer as it was. Training then
+        continues exactly as it would have without the interruption.
+        """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' keys")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state_dict has {len(saved_groups)} parameter groups, but the optimizer "
+                f"has {len(self.param_groups)}"
+            )
+        new_groups: list[ParamGroup] = []
+        by_index: dict[int, tuple[Parameter, ParamGroup]] = {}
+        for g, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
+            saved_ids = list(saved["params"])
+            if len(saved_ids) != len(group["params"]):
+                raise ValueError(
+                    f"loaded parameter group {g} has {len(saved_ids)} parameters, but the "
+                    f"optimizer's group {g} has {len(group['params'])}"
+                )
+            new_group = {**group, **saved, "params": group["params"]}
+            self._check_group(new_group)
+            new_groups.append(new_group)
+            for saved_id, param in zip(saved_ids, group["params"], strict=True):
+                by_index[int(saved_id)] = (param, new_group)
+        new_state: dict[Parameter, State] = {}
+        for saved_id, saved_param_state in state_dict["state"].items():
+            if int(saved_id) not in by_index:
+                raise ValueError(
+                    f"loaded state has an entry for parameter {saved_id}, which is in no "
+                    "parameter group"
+                )
+            param, group = by_index[int(saved_id)]
+            new_state[param] = self._restore(param, group, saved_param_state, saved_id)
+        for group, new_group in zip(self.param_groups, new_groups, strict=True):
+            group.update(new_group)  # in place: references to the groups stay valid
+        self.state = new_state
+
+    # -- helpers for subclasses ------------------------------------------------------------------
+    @staticmethod
+    def _gradient(param: Parameter, group: ParamGroup, weight_decay: float) -> Array:
+        """``g = ±∇f + λθ``: the gradient negated if ``maximize``, plus L2 weight decay.
+
+        This is PyTorch's order: maximize flips the gradient first, so weight decay still pulls
+        the weights towards zero. Returns ``param.grad`` itself when neither applies: callers
+        must not modify the result in place.
+        """
+        grad = param.grad
+        if group["maximize"]:
+            grad = -grad
+        if weight_decay != 0:
+            grad = grad + weight_decay * param.data
+        return grad
+
+    @staticmethod
+    def _check_nonnegative(group: ParamGroup, *names: str) -> None:
+        """Check that each named hyperparameter of ``group`` is a real number >= 0."""
+        for name in names:
+            check_nonnegative(name, group[name])
+
+    # -- internals -------------------------------------------------------------------------------
+    def _all_params(self) -> list[Parameter]:
+        return [param for group in self.param_groups for param in group["params"]]
+
+    def _restore(
+        self, param: Parameter, group: ParamGroup, saved: Mapping[str, Any], saved_id: object
+    ) -> State:
+        """A new state for ``param`` holding copies of the saved values, after checking them."""
+        where = f"loaded state of parameter {saved_id}"
+        fresh: State = {"step": 0, **self._init_state(param, group)}
+        unknown = set(saved) - set(fresh) - set(self._state_keys)
+        if unknown:
+            raise ValueError(
+                f"{where} has unknown entries {sorted(unknown)} for {type(self).__name__} "
+                f"(expected {sorted(fresh)})"
+            )
+        missing = set(fresh) - set(saved)
+        if missing:
+            raise ValueError(f"{where} lacks {sorted(missing)} for these hyperparameters")
+        state: State = {}
+        for key, value in saved.items():
+            array = np.asarray(value)
+            if key == "step":
+                if array.ndim != 0 or not (
+                    isinstance(array.item(), Integral) or float(array.item()).is_integer()
+                ):
+                    raise ValueError(f"{where}: step must be an integer, got {value!r}")
+                state[key] = int(array.item())
+            elif array.shape != param.shape:
+                raise ValueError(
+                    f"{where}: {key!r} has shape {array.shape}, but the parameter has shape "
+                    f"{param.shape}"
+                )
+            elif array.dtype.kind not in "biuf":
+                raise TypeError(f"{where}: {key!r} has non-numeric dtype {array.dtype}")
+            else:
+                state[key] = np.array(array, dtype=param.dtype, copy=True)
+        return state
+
+
+def check_nonnegative(name: str, value: object) -> None:
+    """Raise TypeError, naming the value, unless it is a real number; ValueError if < 0 or NaN."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not float(value) >= 0:
+        raise ValueError(f"Invalid {name}: {value!r} (must be >= 0)")
