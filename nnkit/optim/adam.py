@@ -102,20 +102,25 @@ class Adam(Optimizer):
             grad = self._gradient(param, group, weight_decay)
         step = state["step"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        work = self._scratch(param.data)  # every line below works in place: no allocation
+        np.multiply(grad, 1 - beta1, out=work)
         exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
+        exp_avg += work
+        np.multiply(grad, grad, out=work)
+        work *= 1 - beta2
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * np.square(grad)
+        exp_avg_sq += work
         if group["amsgrad"]:
             second = np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
         else:
             second = exp_avg_sq
         # lr m̂ / (√v̂ + ε) with m̂ = m / (1 - β1^t) and √v̂ = √v / √(1 - β2^t)
-        denom = np.sqrt(second)
+        denom = np.sqrt(second, out=work)
         denom /= math.sqrt(1 - beta2**step)
         denom += float(group["eps"])
-        step_size = lr / (1 - beta1**step)
-        param.data -= step_size * (exp_avg / denom)
+        np.divide(exp_avg, denom, out=work)
+        work *= lr / (1 - beta1**step)
+        param.data -= work
 
 
 class AdamW(Adam):

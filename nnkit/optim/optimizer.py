@@ -67,6 +67,7 @@ class Optimizer:
         self.defaults: ParamGroup = dict(defaults)
         self.param_groups: list[ParamGroup] = []
         self.state: dict[Parameter, State] = {}
+        self._scratch_buffers: dict[np.dtype[Any], Array] = {}
         entries: list[Any] = list(params)
         if not entries:
             raise ValueError("optimizer got an empty parameter list")
@@ -215,6 +216,18 @@ class Optimizer:
         self.state = new_state
 
     # -- helpers for subclasses ------------------------------------------------------------------
+    def _scratch(self, like: Array) -> Array:
+        """A reusable work array shaped like ``like`` (contents undefined).
+
+        One buffer per dtype, grown to the largest parameter, serves every parameter, so a rule
+        can work in place without allocating at each step or keeping a buffer per parameter.
+        It is not part of the state.
+        """
+        buffer = self._scratch_buffers.get(like.dtype)
+        if buffer is None or buffer.size < like.size:
+            buffer = self._scratch_buffers[like.dtype] = np.empty(like.size, dtype=like.dtype)
+        return buffer[: like.size].reshape(like.shape)
+
     @staticmethod
     def _gradient(param: Parameter, group: ParamGroup, weight_decay: float) -> Array:
         """``g = ±∇f + λθ``: the gradient negated if ``maximize``, plus L2 weight decay.
