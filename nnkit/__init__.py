@@ -33,6 +33,21 @@ from nnkit.losses import (
 )
 from nnkit.module import Module
 from nnkit.parameter import Parameter
+from nnkit.serialization import (
+    CorruptFileError,
+    FormatVersionError,
+    SerializationError,
+    StateMismatchError,
+    UnregisteredModuleError,
+    UnsafeFileError,
+    load,
+    load_checkpoint,
+    load_weights,
+    register_module,
+    save,
+    save_checkpoint,
+    save_weights,
+)
 
 __version__ = "0.1.0"
 
@@ -41,8 +56,10 @@ __all__ = [
     "GELU",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "CorruptFileError",
     "CrossEntropyLoss",
     "Dense",
+    "FormatVersionError",
     "GradcheckError",
     "HuberLoss",
     "Identity",
@@ -56,13 +73,24 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "SerializationError",
     "SiLU",
     "Sigmoid",
     "Softmax",
     "Softplus",
+    "StateMismatchError",
     "Tanh",
+    "UnregisteredModuleError",
+    "UnsafeFileError",
     "__version__",
     "functional",
     "gradcheck",
     "init",
+    "load",
+    "load_checkpoint",
+    "load_weights",
+    "register_module",
+    "save",
+    "save_checkpoint",
+    "save_weights",
 ]

@@ -1,0 +1,357 @@
+"""The module registry, and the architecture description that rebuilds a model from it.
+
+A model's architecture is saved as a tree of nodes, one per module::
+
+    {"class": "Sequential", "config": {}, "training": true,
+     "children": [["0", {"class": "Dense", "config": {"in_features": 2, ...}, ...}],
+                  ["1", {"class": "Tanh", ...}]]}
+
+``class`` is the module's *registered name*; ``config`` is its ``get_config()``; ``children``
+lists its ``named_children()``. A module met a second time in the tree (a layer used twice)
+is saved as ``{"ref": "0"}``, the dotted path of its first occurrence, and rebuilt as the
+same object.
+
+Loading calls constructors of registered classes only: the registry is the allowlist of code
+a file can make nnkit run. Two kinds of module are rebuilt:
+
+- **Sequential and its registered subclasses**, from their saved children:
+  ``cls(*children, **config)``;
+- **every other module**, from its config alone: ``cls.from_config(config)`` if the class has
+  that classmethod, else ``cls(**config)``. A custom block that creates its own layers in
+  ``__init__`` is rebuilt this way, and the layers it creates are then checked against the
+  saved children (names, classes, configs, sharing), so a model whose code no longer matches
+  the file fails loudly instead of loading wrongly.
+
+A module that receives other modules as constructor arguments (other than Sequential) cannot
+be rebuilt, since modules are not JSON values; subclass Sequential, or rebuild the model in
+code and use ``save_weights`` / ``load_weights``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+import numpy as np
+
+from nnkit import layers
+from nnkit.containers import Sequential
+from nnkit.module import Module
+from nnkit.serialization.errors import (
+    CorruptFileError,
+    SerializationError,
+    StateMismatchError,
+    UnregisteredModuleError,
+)
+from nnkit.serialization.tree import MAX_DEPTH, ArraySink, ArraySource, decode, encode
+
+__all__ = ["build", "encode_architecture", "parse_architecture", "register_module"]
+
+ModuleClass = TypeVar("ModuleClass", bound="type[Module]")
+
+_BY_NAME: dict[str, type[Module]] = {}
+_BY_CLASS: dict[type[Module], str] = {}
+_BUILTIN: set[str] = set()
+
+
+# -- the registry ----------------------------------------------------------------------------
+@overload
+def register_module(cls: ModuleClass, *, name: str | None = None) -> ModuleClass: ...
+@overload
+def register_module(
+    cls: None = None, *, name: str | None = None
+) -> Callable[[ModuleClass], ModuleClass]: ...
+def register_module(
+    cls: ModuleClass | None = None, *, name: str | None = None
+) -> ModuleClass | Callable[[ModuleClass], ModuleClass]:
+    """Register a Module subclass so that :func:`nnkit.load` can rebuild it; returns the class.
+
+    Use as a decorator, ``@nnkit.register_module`` or ``@nnkit.register_module(name="...")``,
+    or call ``nnkit.register_module(MyLayer)``. The class is saved under ``name`` (by default
+    its ``__name__``) and rebuilt with ``cls.from_config(config)`` if it defines that
+    classmethod, else ``cls(**config)``, where ``config`` is what its ``get_config()``
+    returned when saved; then the saved weights are loaded into it. Every built-in layer and
+    Sequential are registered already.
+
+    Registering the same class again under the same name does nothing; registering a class
+    with the same module and qualified name as the registered one (a class redefined in a
+    notebook) replaces it.
+
+    Raises:
+        TypeError: ``cls`` is not a Module subclass.
+        ValueError: the name is taken by another class (built-in names always are), or the
+            class is registered under another name already.
+    """
+    if cls is None:
+        return lambda c: register_module(c, name=name)
+    _register(cls, name)
+    return cls
+
+
+def _register(cls: type[Module], name: str | None, builtin: bool = False) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise TypeError(f"register_module takes a Module subclass, got {cls!r}")
+    name = cls.__name__ if name is None else name
+    if type(name) is not str or not name:
+        raise ValueError(f"a registered name must be a non-empty string, got {name!r}")
+    existing = _BY_NAME.get(name)
+    if existing is not None and existing is not cls:
+        redefined = name not in _BUILTIN and (existing.__module__, existing.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )
+        if not redefined:
+            raise ValueError(
+                f"cannot register {_qualname(cls)} as {name!r}: that name belongs to "
+                f"{_qualname(existing)}. Choose another, e.g. "
+                f"@nnkit.register_module(name='mypackage.{name}')"
+            )
+    previous = _BY_CLASS.get(cls)
+    if previous is not None and previous != name:
+        raise ValueError(f"{_qualname(cls)} is already registered as {previous!r}")
+    _BY_NAME[name] = cls
+    _BY_CLASS[cls] = name
+    if builtin:
+        _BUILTIN.add(name)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+for _name in layers.__all__:
+    _register(getattr(layers, _name), None, builtin=True)
+_register(Sequential, None, builtin=True)
+
+
+# -- saving ----------------------------------------------------------------------------------
+def encode_architecture(model: Module, sink: ArraySink) -> dict[str, Any]:
+    """The architecture node of ``model`` (see the module docstring); arrays in configs go
+    into ``sink``.
+
+    Raises:
+        UnregisteredModuleError: a module in the tree has an unregistered class.
+        SerializationError: a config that is not a dict of storable values, or a cycle.
+    """
+    seen: dict[int, str] = {}
+
+    def node(module: Module, path: str, ancestors: tuple[int, ...]) -> dict[str, Any]:
+        if id(module) in ancestors:
+            raise SerializationError(f"cannot save: {_where(path)} contains itself")
+        if id(module) in seen:
+            return {"ref": seen[id(module)]}
+        if len(ancestors) > MAX_DEPTH:
+            raise SerializationError(f"cannot save: modules nested over {MAX_DEPTH} deep")
+        seen[id(module)] = path
+        cls = type(module)
+        name = _BY_CLASS.get(cls)
+        where = f"{_where(path)} ({cls.__name__})"
+        if name is None:
+            raise UnregisteredModuleError(
+                f"cannot save {where}: its class {_qualname(cls)} is not registered, so "
+                f"nnkit.load could not rebuild it. Decorate the class with "
+                f"@nnkit.register_module (or call nnkit.register_module({cls.__name__})) and "
+                "make its get_config() return its constructor arguments; or save the weights "
+                "alone with nnkit.save_weights"
+            )
+        config = module.get_config()
+        if type(config) is not dict or not all(type(k) is str for k in config):
+            raise SerializationError(
+                f"cannot save {where}: get_config() must return a dict with str keys (the "
+                f"constructor's keyword arguments), got {config!r}"
+            )
+        inner = (*ancestors, id(module))
+        return {
+            "class": name,
+            "config": encode(config, sink, "config", f"the config of {where}"),
+            "training": bool(module.training),
+            "children": [
+                [child_name, node(child, _join(path, child_name), inner)]
+                for child_name, child in module.named_children()
+            ],
+        }
+
+    return node(model, "", ())
+
+
+# -- loading ---------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """A checked architecture node, before any constructor has run."""
+
+    path: str
+    cls: type[Module]
+    name: str
+    config: dict[str, Any]
+    training: bool
+    children: list[tuple[str, Plan | str]] = field(default_factory=list)  # str: a ref path
+
+
+def parse_architecture(node: Any, source: ArraySource) -> Plan:
+    """Check the architecture tree and look up every class, running no constructor.
+
+    Raises:
+        CorruptFileError: a malformed node, or a reference to no earlier module.
+        UnregisteredModuleError: a class name that is not registered.
+    """
+    done: set[str] = set()
+
+    def corrupt(path: str, problem: str) -> CorruptFileError:
+        return CorruptFileError(
+            f"{source.path}: the architecture entry of {_where(path)} {problem}; the file is "
+            "damaged or was not written by nnkit"
+        )
+
+    def parse(node: Any, path: str, depth: int) -> Plan:
+        if depth > MAX_DEPTH:
+            raise corrupt(path, f"is nested more than {MAX_DEPTH} levels deep")
+        if type(node) is not dict or set(node) != {"class", "config", "training", "children"}:
+            raise corrupt(path, "is not {class, config, training, children}")
+        name, training, children = node["class"], node["training"], node["children"]
+        if type(name) is not str or type(training) is not bool or type(children) is not list:
+            raise corrupt(path, "has a class, training flag or children list of the wrong type")
+        cls = _BY_NAME.get(name)
+        if cls is None:
+            raise UnregisteredModuleError(
+                f"{source.path}: {_where(path)} is of class {name!r}, which is not registered in "
+                "this program. Import the code that defines it and register the class with "
+                f"@nnkit.register_module (or @nnkit.register_module(name={name!r}) if the class "
+                "is named differently), then load again"
+            )
+        config = decode(node["config"], source, f"the config of {_where(path)}")
+        if type(config) is not dict or not all(type(k) is str for k in config):
+            raise corrupt(path, "has a config that is not a dict with str keys")
+        plan = Plan(path, cls, name, config, training)
+        names: set[str] = set()
+        for item in children:
+            if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
+                raise corrupt(path, "has a child that is not a [name, node] pair")
+            child_name, child = item
+            if child_name in names or not child_name:
+                raise corrupt(path, f"has an empty or repeated child name {child_name!r}")
+            names.add(child_name)
+            child_path = _join(path, child_name)
+            if type(child) is dict and set(child) == {"ref"}:
+                if child["ref"] not in done:
+                    raise corrupt(child_path, f"refers to {child['ref']!r}, no earlier module")
+                plan.children.append((child_name, child["ref"]))
+            else:
+                plan.children.append((child_name, parse(child, child_path, depth + 1)))
+        done.add(path)
+        return plan
+
+    return parse(node, "", 0)
+
+
+def build(plan: Plan) -> Module:
+    """Construct the model that ``plan`` describes (running the registered constructors).
+
+    Raises:
+        StateMismatchError: a constructor failed, or built children that differ from the file.
+    """
+    built: dict[str, Module] = {}
+    built_ids: set[int] = set()
+
+    def record(path: str, module: Module) -> None:
+        built[path] = module
+        built_ids.add(id(module))
+
+    def make(plan: Plan) -> Module:
+        children: list[Module] | None = None
+        if issubclass(plan.cls, Sequential):
+            children = [built[c] if isinstance(c, str) else make(c) for _, c in plan.children]
+        module = _construct(plan, children)
+        if children is None:
+            check_children(module, plan)
+        elif [(n, id(c)) for n, c in module.named_children()] != [
+            (n, id(c)) for (n, _), c in zip(plan.children, children, strict=True)
+        ]:
+            raise _mismatch(plan, "did not keep the children it was given, in order")
+        module.training = plan.training
+        record(plan.path, module)
+        return module
+
+    def check_children(module: Module, plan: Plan) -> None:
+        """Compare the children a constructor built with the saved ones, recursively."""
+        actual = list(module.named_children())
+        names, saved = [n for n, _ in actual], [n for n, _ in plan.children]
+        if names != saved:
+            raise _mismatch(plan, f"built the children {names}, but the file has {saved}")
+        for (_, child), (_, spec) in zip(actual, plan.children, strict=True):
+            if isinstance(spec, str):
+                if child is not built.get(spec):
+                    raise _mismatch(plan, f"does not share its child with {_where(spec)}")
+                continue
+            if id(child) in built_ids:
+                raise _mismatch(spec, "is shared with another module here but not in the file")
+            if type(child) is not spec.cls:
+                raise _mismatch(spec, f"was built as a {type(child).__name__} by its parent")
+            config = child.get_config()
+            if not _same(config, spec.config):
+                raise _mismatch(
+                    spec, f"was built with config {config!r}, but the file has {spec.config!r}"
+                )
+            child.training = spec.training
+            record(spec.path, child)
+            check_children(child, spec)
+
+    return make(plan)
+
+
+def _construct(plan: Plan, children: list[Module] | None) -> Module:
+    cls, config = plan.cls, plan.config
+    from_config = getattr(cls, "from_config", None)
+    try:
+        if children is not None:
+            module = cls(*children, **config)
+        elif callable(from_config):
+            module = from_config(config)
+        else:
+            module = cls(**config)
+    except Exception as exc:
+        call = (
+            f"{plan.name}.from_config(config)"
+            if callable(from_config)
+            else f"{plan.name}(**config)"
+        )
+        raise _mismatch(
+            plan,
+            f"could not be rebuilt from its saved config {config!r}: {call} raised "
+            f"{type(exc).__name__}: {exc}. get_config() must return exactly the arguments "
+            "that rebuild the module (or the class must define a from_config classmethod)",
+        ) from exc
+    if type(module) is not cls:
+        raise _mismatch(plan, f"was rebuilt as a {type(module).__name__}, not a {cls.__name__}")
+    return module
+
+
+def _mismatch(plan: Plan, problem: str) -> StateMismatchError:
+    return StateMismatchError(
+        f"{_where(plan.path)} ({plan.name}) {problem}; the registered class no longer matches "
+        "the file, nothing was loaded"
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Exact equality of two trees: same types, same values (nan equals nan), same dtypes."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (np.ndarray, np.generic)):
+        return bool(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _where(path: str) -> str:
+    return f"module {path!r}" if path else "the model"

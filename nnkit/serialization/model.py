@@ -1,0 +1,180 @@
+"""Whole models (``save``, ``load``) and weights alone (``save_weights``, ``load_weights``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from nnkit.module import Module
+from nnkit.serialization.architecture import build, encode_architecture, parse_architecture
+from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
+from nnkit.serialization.errors import SerializationError, StateMismatchError
+from nnkit.serialization.tree import Array, ArraySink, ArraySource
+
+__all__ = ["load", "load_weights", "save", "save_weights"]
+
+
+def save(model: Module, path: PathLike) -> None:
+    """Save ``model``, architecture and weights, to the file ``path``, atomically.
+
+    The architecture is every module's registered class name, ``get_config()`` and training
+    flag; the weights are its state dict, bit for bit, dtypes included. Every module class in
+    the tree must be registered (built-in ones are; see :func:`nnkit.register_module`).
+    Gradients, the layers' caches and optimizer state are not saved (see
+    :func:`save_checkpoint`). An existing file at ``path`` is replaced only once the new one
+    is completely written.
+
+    Raises:
+        UnregisteredModuleError: a module's class is not registered.
+        SerializationError: a config holds a value that cannot be stored (see docs/saving.md).
+    """
+    _check_model(model, "save")
+    sink = ArraySink()
+    architecture = encode_architecture(model, sink)
+    weights = encode_weights(_live_state(model), sink)
+    write_archive(path, new_header("model", architecture=architecture, weights=weights), sink)
+
+
+def load(path: PathLike) -> Module:
+    """Rebuild the model saved by :func:`save` at ``path``: a new, independent model.
+
+    Each module is rebuilt from its registered class and config, gets the saved weights
+    (parameters take the saved dtype), and has the training flag it had when saved (so a model
+    saved after ``eval()`` comes back in eval mode). Gradients start at zero. The file is
+    checked completely before any constructor runs, and only constructors of registered
+    classes run.
+
+    Raises:
+        CorruptFileError: the file is damaged, truncated or not an nnkit model file.
+        UnsafeFileError: the file holds pickled Python objects (refused, never executed).
+        FormatVersionError: the file needs a newer nnkit.
+        UnregisteredModuleError: the file names a module class that is not registered.
+        StateMismatchError: the registered classes do not rebuild what the file describes.
+        SerializationError: the file is a weights or checkpoint file (use the function named).
+    """
+    header, source = read_file(path, ("model",))
+    plan = parse_architecture(header["architecture"], source)
+    weights = decode_weights(header["weights"], source)
+    source.check_all_taken()
+    model = build(plan)
+    params = dict(model.named_parameters())
+    for name, array in weights.items():
+        param = params.get(name)
+        if param is not None and param.dtype != array.dtype and array.dtype.kind == "f":
+            param.astype(array.dtype)
+    assign_weights(model, weights, source.path)
+    return model
+
+
+def save_weights(model: Module | Mapping[str, Array], path: PathLike) -> None:
+    """Save a state dict alone: ``model.state_dict()`` for a Module, or a given mapping.
+
+    The file holds no architecture, so any module (registered or not) can be saved; load the
+    weights back into a model built by your code with :func:`load_weights`.
+
+    Raises:
+        SerializationError: a key that is not a non-empty string, or a value that is not a
+            numeric ndarray.
+    """
+    if isinstance(model, Module):
+        state: Mapping[str, Array] = _live_state(model)
+    elif isinstance(model, Mapping):
+        state = model
+    else:
+        raise TypeError(
+            f"save_weights takes a Module or a dict of arrays, got {type(model).__name__}"
+        )
+    sink = ArraySink()
+    weights = encode_weights(state, sink)
+    write_archive(path, new_header("weights", weights=weights), sink)
+
+
+def load_weights(path: PathLike, model: Module | None = None) -> dict[str, Array]:
+    """Read the state dict saved at ``path``; with ``model``, also load it into the model.
+
+    Reads the weights of any nnkit file: from :func:`save_weights`, :func:`save` or
+    :func:`save_checkpoint`. Without ``model`` the dict is only returned, for example for
+    ``model.load_state_dict(state, strict=False)``. With ``model``, keys, shapes and dtypes
+    must match exactly, and the model is changed only if they all do.
+
+    Raises:
+        CorruptFileError, UnsafeFileError, FormatVersionError: as for :func:`load`.
+        StateMismatchError: (with ``model``) missing or unexpected keys, or a shape or dtype
+            that differs; the model is left untouched.
+    """
+    if model is not None:
+        _check_model(model, "load_weights")
+    header, source = read_file(path, ("weights", "model", "checkpoint"))
+    weights = decode_weights(header["weights"], source)
+    if model is not None:
+        assign_weights(model, weights, source.path)
+    return weights
+
+
+# -- shared with checkpoints -----------------------------------------------------------------
+def encode_weights(state: Mapping[str, Any], sink: ArraySink) -> list[str]:
+    """Queue each array of ``state`` as ``weights/<key>``; return the keys in order."""
+    names: list[str] = []
+    for key, value in state.items():
+        if type(key) is not str or not key or "\0" in key or "\\" in key:
+            raise SerializationError(
+                f"cannot save the weight key {key!r}: keys must be non-empty strings without "
+                "NUL or backslash characters"
+            )
+        if type(value) is not np.ndarray:
+            raise SerializationError(
+                f"cannot save the weight {key!r}: it is a {type(value).__name__}, not a numpy "
+                "ndarray"
+            )
+        sink.add("weights", value, f"the weight {key!r}", name=key)
+        names.append(key)
+    return names
+
+
+def decode_weights(names: list[str], source: ArraySource) -> dict[str, Array]:
+    """The state dict whose keys the header lists as ``names`` (checked by ``read_file``)."""
+    return {name: source.take(f"weights/{name}", f"the weight {name!r}") for name in names}
+
+
+def weight_problems(model: Module, weights: Mapping[str, Array]) -> list[str]:
+    """What stops ``model.load_state_dict(weights)`` (strict): keys, shapes, dtypes."""
+    params = dict(model.named_parameters())
+    problems = []
+    missing = [name for name in params if name not in weights]
+    unexpected = [name for name in weights if name not in params]
+    if missing:
+        problems.append(f"missing keys (in the model, not in the file): {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys (in the file, not in the model): {', '.join(unexpected)}")
+    for name, param in params.items():
+        array = weights.get(name)
+        if array is None:
+            continue
+        if array.shape != param.shape:
+            problems.append(f"{name}: shape {array.shape} in the file, {param.shape} in the model")
+        elif array.dtype != param.dtype:
+            problems.append(f"{name}: dtype {array.dtype} in the file, {param.dtype} in the model")
+    return problems
+
+
+def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> None:
+    """Load ``weights`` into ``model`` if they fit exactly; else StateMismatchError, unchanged."""
+    problems = weight_problems(model, weights)
+    if problems:
+        raise StateMismatchError(
+            f"the weights in {path} do not fit this {type(model).__name__}; nothing was "
+            "changed:\n  " + "\n  ".join(problems)
+        )
+    model.load_state_dict(weights)
+
+
+def _live_state(model: Module) -> dict[str, Array]:
+    """The state dict without copies (the arrays are only read while saving)."""
+    return {name: param.data for name, param in model.named_parameters()}
+
+
+def _check_model(model: object, caller: str) -> None:
+    if not isinstance(model, Module):
+        raise TypeError(f"{caller} takes an nnkit Module, got {type(model).__name__}")
