@@ -4,7 +4,7 @@ Layers own their parameters, caches and gradients; containers chain them; losses
 float and their gradient; optimizers update parameters in place. See docs/architecture.md.
 """
 
-from nnkit import functional, init
+from nnkit import callbacks, functional, init, metrics
 from nnkit.containers import Sequential
 from nnkit.gradcheck import GradcheckError, gradcheck
 from nnkit.layers import (
@@ -48,6 +48,8 @@ from nnkit.serialization import (
     save_checkpoint,
     save_weights,
 )
+from nnkit.summary import summary
+from nnkit.training import History, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
@@ -61,6 +63,7 @@ __all__ = [
     "Dense",
     "FormatVersionError",
     "GradcheckError",
+    "History",
     "HuberLoss",
     "Identity",
     "L1Loss",
@@ -83,14 +86,20 @@ __all__ = [
     "UnregisteredModuleError",
     "UnsafeFileError",
     "__version__",
+    "callbacks",
+    "evaluate",
+    "fit",
     "functional",
     "gradcheck",
     "init",
     "load",
     "load_checkpoint",
     "load_weights",
+    "metrics",
+    "predict",
     "register_module",
     "save",
     "save_checkpoint",
     "save_weights",
+    "summary",
 ]

@@ -1,0 +1,222 @@
+"""Metrics: ``value = metric(pred, target)``, a Python float for one batch.
+
+``fit`` and ``evaluate`` take metrics by name (``"accuracy"``, ``"mse"``, ``"mae"``) or as any
+callable ``metric(pred, target) -> float``. ``pred`` is the model's output for a batch, as it
+comes out of the model (logits, probabilities, regression values); ``target`` is the batch's
+``y``. How each built-in reads them (docs/training.md has a table):
+
+- :class:`Accuracy` -- the fraction of samples whose predicted class is the target class.
+
+  * **multiclass**, ``pred`` of shape (N, C) with C >= 2: the predicted class is
+    ``argmax(pred, axis=1)``, which is the same for logits, probabilities and
+    log-probabilities. ``target`` is integer class indices of shape (N,), or one-hot or
+    probability rows of shape (N, C) (then the target class is their argmax).
+  * **binary**, ``pred`` of shape (N,) or (N, 1): class 1 is ``pred > 0.5`` for
+    probabilities, ``pred > 0`` for logits (``from_logits=True``); the two agree because
+    ``sigmoid(0) = 0.5``. ``target`` has N values in [0, 1], shape (N,) or (N, 1); class 1 is
+    ``target > 0.5``. With probabilities, a prediction outside [0, 1] is an error: it means the
+    model outputs logits, and thresholding them at 0.5 would be silently wrong.
+
+  The name ``"accuracy"`` resolves to ``Accuracy(from_logits=True)`` when the loss is
+  :class:`~nnkit.BCEWithLogitsLoss` and to ``Accuracy()`` otherwise (see :func:`get_metric`).
+  Multi-label outputs (several independent sigmoid columns) are not covered: pass a callable.
+- :func:`mse` -- ``mean((pred - target)^2)``, :func:`mae` -- ``mean(|pred - target|)``, over all
+  elements; ``pred`` and ``target`` must have the same shape (no broadcasting).
+
+Every metric of a batch is a mean over its samples, so the epoch value that ``fit`` reports
+(the batch values averaged with the batch sizes as weights) is the metric of the whole epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from nnkit.losses import BCEWithLogitsLoss
+
+__all__ = ["Accuracy", "Metric", "get_metric", "get_metrics", "mae", "mse"]
+
+Metric = Callable[[Any, Any], float]
+"""A metric: ``metric(pred, target) -> float``."""
+
+MetricSpec = str | Metric
+"""A metric name (``"accuracy"``, ``"mse"``, ``"mae"``) or a callable."""
+
+
+class Accuracy:
+    """The fraction of correctly classified samples, binary or multiclass by ``pred``'s shape.
+
+    Shapes and thresholds (see the module docstring):
+
+    ============  ================================  =========================================
+    pred          target                            predicted / target class
+    ============  ================================  =========================================
+    (N, C), C>=2  (N,) integer class indices        argmax(pred, 1) / target
+    (N, C), C>=2  (N, C) one-hot or probabilities   argmax(pred, 1) / argmax(target, 1)
+    (N,), (N, 1)  (N,) or (N, 1) values in [0, 1]   pred > 0.5 (pred > 0 if from_logits) /
+                                                    target > 0.5
+    ============  ================================  =========================================
+
+    Args:
+        from_logits: for binary outputs, read ``pred`` as logits (threshold 0) instead of
+            probabilities in [0, 1] (threshold 0.5). Multiclass outputs ignore it.
+    """
+
+    __name__ = "accuracy"
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        p, t = _numeric("accuracy", "pred", pred), _numeric("accuracy", "target", target)
+        if p.ndim not in (1, 2) or p.shape[0] == 0:
+            raise ValueError(
+                f"accuracy expects pred of shape (N, C) for classes or (N,) / (N, 1) for binary "
+                f"outputs with N >= 1, got {p.shape}"
+            )
+        n = p.shape[0]
+        if p.ndim == 2 and p.shape[1] >= 2:
+            return _multiclass(p, t)
+        if t.shape not in ((n,), (n, 1)):
+            raise ValueError(
+                f"binary accuracy expects target of shape ({n},) or ({n}, 1) for pred of shape "
+                f"{p.shape}, got {t.shape}"
+            )
+        if np.any(t < 0) or np.any(t > 1):
+            raise ValueError(
+                f"binary accuracy expects targets in [0, 1], got values in "
+                f"[{t.min()}, {t.max()}]; for class indices use a pred with one column per class"
+            )
+        p = p.reshape(n)
+        if self.from_logits:
+            predicted = p > 0
+        else:
+            if np.any(p < 0) or np.any(p > 1):
+                raise ValueError(
+                    f"binary accuracy expects probabilities in [0, 1] (threshold 0.5), got "
+                    f"predictions in [{np.nanmin(p)}, {np.nanmax(p)}]: the model outputs logits. "
+                    "Use Accuracy(from_logits=True) (threshold 0), or end the model with Sigmoid"
+                )
+            predicted = p > 0.5
+        return float(np.mean(predicted == (t.reshape(n) > 0.5)))
+
+    def __repr__(self) -> str:
+        return f"Accuracy(from_logits={self.from_logits})"
+
+
+def _multiclass(p: NDArray[Any], t: NDArray[Any]) -> float:
+    n, c = p.shape
+    predicted = np.argmax(p, axis=1)
+    if t.shape == (n, c):
+        return float(np.mean(predicted == np.argmax(t, axis=1)))
+    if t.shape != (n,):
+        raise ValueError(
+            f"accuracy expects target of shape ({n},) (class indices) or ({n}, {c}) (one-hot or "
+            f"probabilities) for pred of shape {p.shape}, got {t.shape}"
+        )
+    if t.dtype.kind not in "iu":
+        raise TypeError(
+            f"accuracy expects integer class indices of shape ({n},), got dtype {t.dtype}; "
+            "convert with y.astype(int), or pass one-hot rows of shape (N, C)"
+        )
+    if np.any(t < 0) or np.any(t >= c):
+        bad = t[(t < 0) | (t >= c)][0]
+        raise ValueError(f"accuracy got class index {bad}, outside [0, {c - 1}] for {c} classes")
+    return float(np.mean(predicted == t))
+
+
+def mse(pred: ArrayLike, target: ArrayLike) -> float:
+    """Mean squared error ``mean((pred - target)^2)`` over all elements (same shapes)."""
+    diff = _difference("mse", pred, target)
+    return float(np.mean(diff * diff))
+
+
+def mae(pred: ArrayLike, target: ArrayLike) -> float:
+    """Mean absolute error ``mean(|pred - target|)`` over all elements (same shapes)."""
+    return float(np.mean(np.abs(_difference("mae", pred, target))))
+
+
+def _difference(name: str, pred: ArrayLike, target: ArrayLike) -> NDArray[Any]:
+    p, t = _numeric(name, "pred", pred), _numeric(name, "target", target)
+    if p.shape != t.shape:
+        raise ValueError(
+            f"{name} expects pred and target of the same shape, got pred {p.shape} and target "
+            f"{t.shape}; reshape one of them (no broadcasting is done)"
+        )
+    if p.size == 0:
+        raise ValueError(f"{name} got an empty batch; the mean of no values is undefined")
+    diff: NDArray[Any] = p.astype(np.result_type(p.dtype, t.dtype, np.float32)) - t
+    return diff
+
+
+def _numeric(metric: str, which: str, value: ArrayLike) -> NDArray[Any]:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{metric} expects a numeric {which}, got dtype {array.dtype}")
+    return array
+
+
+_NAMED: dict[str, Metric] = {"mse": mse, "mae": mae}
+
+
+def get_metric(metric: MetricSpec, loss_fn: object = None) -> tuple[str, Metric]:
+    """Resolve a metric name or callable to ``(name, function)``.
+
+    Names: ``"accuracy"`` gives ``Accuracy(from_logits=True)`` when ``loss_fn`` is a
+    :class:`~nnkit.BCEWithLogitsLoss` (the model outputs logits) and ``Accuracy()`` otherwise;
+    ``"mse"`` and ``"mae"`` give :func:`mse` and :func:`mae`. A callable keeps its
+    ``__name__`` (``Accuracy`` instances are named ``"accuracy"``), or its class name when it
+    has none; the name is the key in the logs and the History (``"val_"`` + name for
+    validation).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+        TypeError: neither a string nor a callable.
+    """
+    if isinstance(metric, str):
+        if metric == "accuracy":
+            return metric, Accuracy(from_logits=isinstance(loss_fn, BCEWithLogitsLoss))
+        if metric in _NAMED:
+            return metric, _NAMED[metric]
+        raise ValueError(
+            f"unknown metric {metric!r}; use one of 'accuracy', 'mse', 'mae', or a callable "
+            "metric(pred, target) -> float"
+        )
+    if not callable(metric):
+        raise TypeError(
+            f"a metric must be a name or a callable metric(pred, target) -> float, got "
+            f"{type(metric).__name__}"
+        )
+    name = getattr(metric, "__name__", None)
+    return (name if isinstance(name, str) else type(metric).__name__), metric
+
+
+def get_metrics(
+    metrics: MetricSpec | Iterable[MetricSpec], loss_fn: object = None
+) -> dict[str, Metric]:
+    """Resolve several metrics (or a single one) to ``{name: function}``, in order.
+
+    Raises:
+        ValueError: two metrics with the same name, or a metric named ``"loss"`` or starting
+            with ``"val_"`` (those keys belong to the loss and to validation).
+    """
+    specs: list[MetricSpec] = (
+        [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics)
+    )
+    resolved: dict[str, Metric] = {}
+    for spec in specs:
+        name, fn = get_metric(spec, loss_fn)
+        if name in resolved:
+            raise ValueError(
+                f"two metrics are named {name!r}; give each callable a distinct __name__"
+            )
+        if name == "loss" or name.startswith("val_"):
+            raise ValueError(
+                f"a metric may not be named {name!r}: 'loss' and 'val_...' are the keys of the "
+                "loss and of validation values; rename the function"
+            )
+        resolved[name] = fn
+    return resolved

@@ -1,0 +1,524 @@
+"""The training workflow: ``fit``, ``evaluate``, ``predict`` and the ``History`` fit returns.
+
+``fit`` runs the loop every nnkit user would otherwise write by hand::
+
+    for each epoch:                          # batches from nnkit.data.DataLoader(X, y, rng=rng)
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            pred = model(xb); loss = loss_fn(pred, yb)
+            model.backward(loss_fn.backward()); optimizer.step()
+        evaluate on validation_data          # in eval mode
+
+and records, per epoch, the loss and the metrics on the training batches and on the
+validation data. docs/training.md describes the workflow; this module's docstrings the details.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from nnkit.callbacks import Callback, Logs
+from nnkit.data import DataLoader, _check_int
+from nnkit.metrics import Metric, MetricSpec, get_metrics
+from nnkit.module import Array, Module
+from nnkit.optim.optimizer import Optimizer
+
+__all__ = ["History", "LossFunction", "evaluate", "fit", "predict"]
+
+
+class LossFunction(Protocol):
+    """What fit needs of a loss: ``loss_fn(pred, target) -> float`` and ``backward()``.
+
+    Every ``nnkit.losses.Loss`` is one.
+    """
+
+    def __call__(self, pred: Array, target: Any) -> float: ...
+
+    def backward(self) -> Array: ...
+
+
+class History:
+    """What ``fit`` recorded: one value per complete epoch for every logged key.
+
+    Attributes:
+        history: ``{"loss": [...], "<metric>": [...], "val_loss": [...], "val_<metric>":
+            [...]}``, the lists all as long as ``epoch``. Keys come in that order.
+        epoch: the indices (from 0) of the complete epochs.
+        interrupted: True when training was interrupted by KeyboardInterrupt (Ctrl-C).
+
+    Every training value is the mean of the per-batch values over the epoch, each batch
+    weighted by its number of samples (see :func:`fit`).
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.interrupted = False
+
+    def _append(self, epoch: int, logs: Logs) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Plot the loss and every metric against the epoch, training and validation together.
+
+        One panel per quantity (``loss``, then each metric), with the training curve and, when
+        there is one, the validation curve. With ``path`` the figure is saved there (the format
+        from the extension, e.g. ``.png``, ``.pdf``, ``.svg``) without opening a window;
+        without it, ``matplotlib.pyplot.show()`` displays it.
+
+        Returns:
+            The matplotlib ``Figure``.
+
+        Raises:
+            ImportError: matplotlib is not installed (it is the optional extra ``plot``).
+            ValueError: the History has no epochs.
+        """
+        try:
+            figure_module = importlib.import_module("matplotlib.figure")
+        except ImportError as exc:
+            raise ImportError(
+                "History.plot() needs matplotlib, which is not installed; install nnkit's "
+                'optional extra "plot": pip install "nnkit[plot]" (from a source checkout: '
+                'pip install ".[plot]")'
+            ) from exc
+        if not self.epoch:
+            raise ValueError("the History has no complete epoch to plot; train for an epoch first")
+        names = [key for key in self.history if not key.startswith("val_")]
+        if path is None:
+            figure = importlib.import_module("matplotlib.pyplot").figure()
+        else:
+            figure = figure_module.Figure()
+        figure.set_size_inches(4.5 * len(names), 3.5)
+        axes = figure.subplots(1, len(names), squeeze=False)[0]
+        x = [e + 1 for e in self.epoch]
+        for ax, name in zip(axes, names, strict=True):
+            ax.plot(x, self.history[name], label="training")
+            if f"val_{name}" in self.history:
+                ax.plot(x, self.history[f"val_{name}"], label="validation")
+            ax.set_xlabel("epoch")
+            ax.set_title(name)
+            ax.legend()
+        figure.tight_layout()
+        if path is None:
+            importlib.import_module("matplotlib.pyplot").show()
+        else:
+            figure.savefig(os.fspath(path))
+        return figure
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+# -- fit -----------------------------------------------------------------------------------------
+def fit(
+    model: Module,
+    loss_fn: LossFunction,
+    optimizer: Optimizer,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    metrics: MetricSpec | Iterable[MetricSpec] = ("accuracy",),
+    callbacks: Iterable[Callback] = (),
+    shuffle: bool = True,
+    rng: np.random.Generator | None = None,
+    verbose: int = 1,
+) -> History:
+    """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch steps.
+
+    Every batch: ``optimizer.zero_grad()``, ``pred = model(xb)``, ``loss = loss_fn(pred, yb)``,
+    the metrics on ``(pred, yb)``, ``model.backward(loss_fn.backward())``, ``optimizer.step()``.
+    Batches come from ``nnkit.data.DataLoader(X, y, batch_size=batch_size, shuffle=shuffle,
+    rng=rng)``: every sample once per epoch, so a seeded ``rng`` (and a seeded model) gives the
+    same History bit for bit. The model trains in training mode; validation runs
+    :func:`evaluate` in eval mode after each epoch.
+
+    Epoch values: the training loss of an epoch is the mean of its batch losses weighted by
+    batch size, ``sum_b n_b * loss_b / N``, which for a ``"mean"`` loss is the mean loss over
+    the epoch's samples (each computed with the weights of its own step, before the step). The
+    training metrics are averaged the same way; validation values are computed by
+    :func:`evaluate` with the weights at the end of the epoch.
+
+    Interruption: a KeyboardInterrupt (Ctrl-C) anywhere in the loop ends training without an
+    exception: fit warns (``RuntimeWarning``), sets ``History.interrupted``, calls
+    ``on_train_end`` and returns the History of the complete epochs (the unfinished epoch is
+    left out). The model keeps the weights of its last optimizer step. When fit returns or
+    raises, every module of the model has the training flag it had when fit was called.
+
+    Args:
+        model: the model to train.
+        loss_fn: a loss, ``loss_fn(pred, target) -> float`` with ``loss_fn.backward()``.
+        optimizer: an ``nnkit.optim`` optimizer over the model's parameters.
+        X, y: inputs and targets, with the same length N >= 1 along axis 0, numeric, finite.
+        epochs: the number of passes over the data (0 trains nothing).
+        batch_size: samples per batch (the last batch of an epoch may be smaller).
+        validation_data: ``(X_val, y_val)`` to evaluate after every epoch.
+        metrics: metric names or callables (see ``nnkit.metrics``); ``()`` for none.
+        callbacks: :class:`~nnkit.callbacks.Callback` instances (see ``nnkit.callbacks``).
+        shuffle: draw a new order of the samples every epoch.
+        rng: the generator for the shuffling (None: a fresh unseeded one).
+        verbose: 0 silent; 1 a live progress bar per epoch when tqdm is installed (the
+            optional extra ``progress``), else one line per epoch; 2 one line per epoch.
+
+    Returns:
+        The :class:`History`.
+
+    Raises:
+        ValueError, TypeError: before training starts, for bad arguments or data (lengths that
+            differ, an empty X, NaN or inf in X or in a float y, ``batch_size`` < 1,
+            ``epochs`` < 0, an unknown metric, a callback monitoring a value fit does not log).
+    """
+    _check_model(model, "fit")
+    if not callable(loss_fn) or not callable(getattr(loss_fn, "backward", None)):
+        raise TypeError(
+            f"loss_fn must be a loss with loss_fn(pred, target) and loss_fn.backward(), got "
+            f"{type(loss_fn).__name__}; use e.g. nnkit.CrossEntropyLoss()"
+        )
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be an nnkit.optim.Optimizer, got {type(optimizer).__name__}; "
+            "use e.g. nnkit.optim.Adam(model.parameters())"
+        )
+    epochs = _check_int("epochs", epochs, 0)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    verbose = _check_verbose(verbose)
+    X_, y_ = _check_data(X, y, "fit: ")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(
+                "validation_data must be a pair (X_val, y_val), got "
+                f"{type(validation_data).__name__}"
+            )
+        val = _check_data(*validation_data, "fit: validation_data ")
+    metric_fns = get_metrics(metrics, loss_fn)
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"callbacks[{i}] is a {type(callback).__name__}, not an nnkit.callbacks.Callback"
+            )
+    loader = DataLoader(X_, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
+
+    train_keys = ["loss", *metric_fns]
+    log_keys = train_keys + ([f"val_{key}" for key in train_keys] if val else [])
+    params = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "steps": len(loader),
+        "samples": len(X_),
+        "log_keys": log_keys,
+    }
+    for callback in callbacks:
+        callback.model, callback.optimizer = model, optimizer
+        callback.params = dict(params)
+        callback.stop_training = False
+    for callback in callbacks:
+        callback._check_setup()
+
+    history = History()
+    progress = _progress(verbose, epochs, len(loader))
+    modes = _modes(model)
+    epoch = 0
+    try:
+        for callback in callbacks:
+            callback.on_train_begin({})
+        for epoch in range(epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            progress.epoch_begin(epoch)
+            start = time.perf_counter()
+            logs = _train_epoch(model, loss_fn, optimizer, loader, metric_fns, callbacks, progress)
+            if logs is None:  # stopped by a callback in the middle of the epoch
+                break
+            if val is not None:
+                val_logs = _evaluate(model, loss_fn, *val, batch_size, metric_fns)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            history._append(epoch, logs)
+            progress.epoch_end(epoch, logs, time.perf_counter() - start)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, dict(logs))
+            if any(callback.stop_training for callback in callbacks):
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        progress.close()
+        done = len(history.epoch)
+        warnings.warn(
+            f"training interrupted (KeyboardInterrupt) during epoch {epoch + 1}/{epochs}; fit "
+            f"returns the History of the {done} complete epoch{'' if done == 1 else 's'}. The "
+            "model keeps the weights of its last optimizer step and the training mode it had "
+            "before fit.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    finally:
+        progress.close()
+        _restore_modes(modes)
+    last = {key: values[-1] for key, values in history.history.items()}
+    for callback in callbacks:
+        callback.on_train_end(dict(last))
+    return history
+
+
+def _train_epoch(
+    model: Module,
+    loss_fn: LossFunction,
+    optimizer: Optimizer,
+    loader: DataLoader,
+    metric_fns: dict[str, Metric],
+    callbacks: list[Callback],
+    progress: _Silent,
+) -> Logs | None:
+    """One pass over ``loader`` in training mode: the epoch's training values (batch values
+    weighted by batch size), or None when a callback stopped training after a batch."""
+    model.train()
+    totals = dict.fromkeys(["loss", *metric_fns], 0.0)
+    seen = 0
+    for batch, (xb, yb) in enumerate(loader):
+        optimizer.zero_grad()
+        pred = model(xb)
+        batch_logs = {"loss": float(loss_fn(pred, yb))}
+        for name, metric in metric_fns.items():
+            batch_logs[name] = float(metric(pred, yb))
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        n = len(xb)
+        seen += n
+        for key, value in batch_logs.items():
+            totals[key] += n * value
+        progress.batch_end({key: total / seen for key, total in totals.items()})
+        for callback in callbacks:
+            callback.on_batch_end(batch, dict(batch_logs))
+        if any(callback.stop_training for callback in callbacks):
+            return None
+    return {key: total / seen for key, total in totals.items()}
+
+
+# -- evaluate and predict ------------------------------------------------------------------------
+def evaluate(
+    model: Module,
+    loss_fn: LossFunction,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    batch_size: int = 32,
+    metrics: MetricSpec | Iterable[MetricSpec] = ("accuracy",),
+) -> dict[str, float]:
+    """The loss and metrics of ``model`` on ``(X, y)``, computed in eval mode.
+
+    Runs over batches in order (no shuffling) and averages the batch values weighted by batch
+    size, as :func:`fit` does, so the result does not depend on ``batch_size`` (beyond
+    rounding) for the built-in metrics and ``"mean"`` losses. The model's training flags are
+    restored afterwards, also when an exception is raised. No gradient is computed.
+
+    Returns:
+        ``{"loss": ..., "<metric>": ...}``.
+
+    Raises:
+        ValueError, TypeError: for bad data or arguments, as :func:`fit` does.
+    """
+    _check_model(model, "evaluate")
+    batch_size = _check_int("batch_size", batch_size, 1)
+    X_, y_ = _check_data(X, y, "evaluate: ")
+    return _evaluate(model, loss_fn, X_, y_, batch_size, get_metrics(metrics, loss_fn))
+
+
+def _evaluate(
+    model: Module,
+    loss_fn: LossFunction,
+    X: NDArray[Any],
+    y: NDArray[Any],
+    batch_size: int,
+    metric_fns: dict[str, Metric],
+) -> dict[str, float]:
+    totals = dict.fromkeys(["loss", *metric_fns], 0.0)
+    with _eval_mode(model):
+        for xb, yb in DataLoader(X, y, batch_size=batch_size, shuffle=False):
+            pred = model(xb)
+            n = len(xb)
+            totals["loss"] += n * float(loss_fn(pred, yb))
+            for name, metric in metric_fns.items():
+                totals[name] += n * float(metric(pred, yb))
+    return {key: total / len(X) for key, total in totals.items()}
+
+
+def predict(model: Module, X: ArrayLike, *, batch_size: int = 32) -> Array:
+    """The model's outputs for ``X``, computed batch by batch in eval mode and concatenated.
+
+    The model's training flags are restored afterwards, also when an exception is raised.
+
+    Raises:
+        ValueError: X is empty or a scalar, or ``batch_size`` < 1.
+    """
+    _check_model(model, "predict")
+    batch_size = _check_int("batch_size", batch_size, 1)
+    X_ = _check_array(X, "X", "predict: ")
+    with _eval_mode(model):
+        outputs = [model(xb) for (xb,) in DataLoader(X_, batch_size=batch_size, shuffle=False)]
+    return np.concatenate(outputs)
+
+
+# -- modes ---------------------------------------------------------------------------------------
+def _modes(model: Module) -> list[tuple[Module, bool]]:
+    return [(module, module.training) for module in model.modules()]
+
+
+def _restore_modes(modes: list[tuple[Module, bool]]) -> None:
+    for module, training in modes:
+        module.training = training
+
+
+@contextmanager
+def _eval_mode(model: Module) -> Iterator[None]:
+    """Eval mode inside the block; afterwards every module's own flag as it was."""
+    modes = _modes(model)
+    model.eval()
+    try:
+        yield
+    finally:
+        _restore_modes(modes)
+
+
+# -- checks --------------------------------------------------------------------------------------
+def _check_model(model: object, caller: str) -> None:
+    if not isinstance(model, Module):
+        raise TypeError(
+            f"{caller} takes an nnkit Module as its model, got {type(model).__name__}; wrap "
+            "custom code in a Module subclass"
+        )
+
+
+def _check_verbose(verbose: int) -> int:
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(
+            f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got "
+            f"{verbose!r}"
+        )
+    return int(verbose)
+
+
+def _check_array(a: ArrayLike, name: str, where: str) -> NDArray[Any]:
+    array = np.asarray(a)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{where}{name} must be numeric (bool, int or float), got dtype {array.dtype}; "
+            "convert it with np.asarray(..., dtype=np.float32)"
+        )
+    if array.ndim == 0:
+        raise ValueError(
+            f"{where}{name} is a scalar; it needs a sample axis first, e.g. shape (N,) or "
+            "(N, features)"
+        )
+    if len(array) == 0:
+        raise ValueError(f"{where}{name} is empty (0 samples); pass at least one sample")
+    return array
+
+
+def _check_data(X: ArrayLike, y: ArrayLike, where: str) -> tuple[NDArray[Any], NDArray[Any]]:
+    """X and y as numeric arrays of the same non-zero length, with no NaN or inf in floats."""
+    X_ = _check_array(X, "X", where)
+    y_ = _check_array(y, "y", where)
+    if len(X_) != len(y_):
+        raise ValueError(
+            f"{where}X has {len(X_)} samples but y has {len(y_)}; they must have the same "
+            "length along axis 0 (one target per sample)"
+        )
+    for name, array in (("X", X_), ("y", y_)):
+        if array.dtype.kind == "f":
+            bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                raise ValueError(
+                    f"{where}{name} has NaN or infinite values in {len(rows)} of "
+                    f"{len(array)} samples (the first at index {rows[0]}); remove or impute "
+                    "them before training"
+                )
+    return X_, y_
+
+
+# -- progress ------------------------------------------------------------------------------------
+def _load_tqdm() -> Any | None:
+    """tqdm's progress-bar class, or None when tqdm is not installed."""
+    try:
+        return importlib.import_module("tqdm").tqdm
+    except ImportError:
+        return None
+
+
+def _format(logs: Logs) -> str:
+    return " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
+
+
+class _Silent:
+    """verbose=0: no output. The base of the two progress reporters."""
+
+    def __init__(self, epochs: int, steps: int) -> None:
+        self.epochs, self.steps = epochs, steps
+
+    def epoch_begin(self, epoch: int) -> None:
+        """A new epoch starts."""
+
+    def batch_end(self, running: Logs) -> None:
+        """A batch ended; ``running`` holds the epoch's running means so far."""
+
+    def epoch_end(self, epoch: int, logs: Logs, seconds: float) -> None:
+        """The epoch ended with ``logs`` after ``seconds``."""
+
+    def close(self) -> None:
+        """Training ended (also by an exception): release the terminal."""
+
+
+class _Lines(_Silent):
+    """One line per epoch on stdout: ``Epoch 3/10 - 0.05s - loss: 0.4123 - accuracy: ...``."""
+
+    def epoch_end(self, epoch: int, logs: Logs, seconds: float) -> None:
+        print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {_format(logs)}", flush=True)
+
+
+class _Bar(_Silent):
+    """A tqdm bar per epoch, counting batches, with the running loss and metrics."""
+
+    def __init__(self, epochs: int, steps: int, tqdm: Any) -> None:
+        super().__init__(epochs, steps)
+        self.tqdm = tqdm
+        self.bar: Any = None
+
+    def epoch_begin(self, epoch: int) -> None:
+        width = len(str(self.epochs))
+        self.bar = self.tqdm(
+            total=self.steps, desc=f"Epoch {epoch + 1:{width}d}/{self.epochs}", unit="batch"
+        )
+
+    def batch_end(self, running: Logs) -> None:
+        self.bar.set_postfix_str(_format(running), refresh=False)
+        self.bar.update(1)
+
+    def epoch_end(self, epoch: int, logs: Logs, seconds: float) -> None:
+        self.bar.set_postfix_str(_format(logs), refresh=False)
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _progress(verbose: int, epochs: int, steps: int) -> _Silent:
+    if verbose == 0:
+        return _Silent(epochs, steps)
+    tqdm = _load_tqdm() if verbose == 1 else None
+    return _Lines(epochs, steps) if tqdm is None else _Bar(epochs, steps, tqdm)

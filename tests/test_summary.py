@@ -1,0 +1,159 @@
+"""Tests for nnkit.summary: rows, shapes, counts, totals, and a model left untouched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nnkit
+from nnkit.parameter import Parameter
+from nnkit.summary import summary
+
+
+class Scaled(nnkit.Module):
+    """A module with a parameter of its own beside a child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = Parameter(np.ones(3))
+        self.inner = nnkit.Dense(4, 3, rng=np.random.default_rng(0))
+
+    def forward(self, x: Any) -> Any:
+        return self.inner(x) * self.scale.data
+
+    def backward(self, grad_out: Any) -> Any:
+        raise NotImplementedError
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+SHARED = nnkit.Dense(8, 8, rng=rng())
+
+# (description, model factory, input_shape, rows as (name (type), shape, params), total)
+CASES: list[tuple[str, Callable[[], nnkit.Module], Any, list[tuple[str, str, str]], int]] = [
+    (
+        "flat",
+        lambda: nnkit.Sequential(nnkit.Dense(2, 64, rng=rng()), nnkit.ReLU(),
+                                 nnkit.Dense(64, 3, rng=rng())),
+        (2,),
+        [("0 (Dense)", "(None, 64)", "192"), ("1 (ReLU)", "(None, 64)", "0"),
+         ("2 (Dense)", "(None, 3)", "195")],
+        387,
+    ),
+    (
+        "nested leaves get dotted names",
+        lambda: nnkit.Sequential(
+            nnkit.Dense(4, 8, rng=rng()),
+            nnkit.Sequential(nnkit.Tanh(), nnkit.Sequential(nnkit.Dense(8, 100, rng=rng()))),
+            nnkit.Softmax(),
+        ),
+        4,
+        [("0 (Dense)", "(None, 8)", "40"), ("1.0 (Tanh)", "(None, 8)", "0"),
+         ("1.1.0 (Dense)", "(None, 100)", "900"), ("2 (Softmax)", "(None, 100)", "0")],
+        940,
+    ),
+    (
+        "a single layer",
+        lambda: nnkit.Dense(5, 2, bias=False, rng=rng()),
+        (5,),
+        [("Dense", "(None, 2)", "10")],
+        10,
+    ),
+    (
+        "a module with its own parameter",
+        lambda: nnkit.Sequential(Scaled(), nnkit.Sigmoid()),
+        (4,),
+        [("0 (Scaled)", "(None, 3)", "3"), ("0.inner (Dense)", "(None, 3)", "15"),
+         ("1 (Sigmoid)", "(None, 3)", "0")],
+        18,
+    ),
+    (
+        "a shared layer is counted once in the total",
+        lambda: nnkit.Sequential(SHARED, nnkit.ReLU(), SHARED),
+        (8,),
+        [("0 (Dense)", "(None, 8)", "72"), ("1 (ReLU)", "(None, 8)", "0")],
+        72,
+    ),
+]  # fmt: skip
+
+
+def parse_rows(text: str) -> list[tuple[str, str, str]]:
+    lines = text.splitlines()
+    rules = [i for i, line in enumerate(lines) if line and set(line) == {"="}]
+    body = lines[rules[0] + 1 : rules[1]]
+    return [tuple(re.split(r"\s{4,}", line.strip())) for line in body]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("make", "input_shape", "rows", "total"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])  # fmt: skip
+def test_summary_rows_and_totals(
+    make: Callable[[], nnkit.Module], input_shape: Any, rows: list[Any], total: int
+) -> None:
+    model = make()
+    text = summary(model, input_shape)
+    assert text.splitlines()[0] == f"Model: {type(model).__name__}"
+    assert parse_rows(text) == rows
+    assert f"Total params: {total:,} (" in text
+    assert f"Trainable params: {total:,}" in text
+    assert model.num_parameters() == total
+
+
+def test_header_size_and_input_shape() -> None:
+    model = nnkit.Sequential(nnkit.Dense(2, 600, rng=rng()), nnkit.Dense(600, 3, rng=rng()))
+    text = summary(model, (2,))
+    assert "Layer (type)" in text and "Output shape" in text and "Param #" in text
+    assert "Total params: 3,603 (14.07 KB)" in text  # 4 bytes per float32
+    assert "1 (Dense)               (None, 3)             1,803" in text
+    assert text.splitlines()[-1] == "Input shape: (None, 2)"
+
+
+def test_the_model_is_left_untouched() -> None:
+    first = nnkit.Dense(3, 4, rng=rng())
+    model = nnkit.Sequential(first, nnkit.Tanh(), nnkit.Dense(4, 2))
+    model[1].eval()
+    first.weight.grad += 1.0
+    state = model.state_dict()
+    flags = [m.training for m in model.modules()]
+    summary(model, (3,))
+    assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())
+    assert [m.training for m in model.modules()] == flags
+    assert np.all(first.weight.grad == 1.0)
+    with pytest.raises(RuntimeError, match="before forward"):  # no cache was filled
+        model.backward(np.ones((1, 2), dtype=np.float32))
+    assert "forward" not in vars(first)  # the recording wrapper went to the copy only
+
+
+def test_a_forward_that_fails_names_the_layer() -> None:
+    model = nnkit.Sequential(nnkit.Dense(2, 4, rng=rng()), nnkit.Dense(5, 1, rng=rng()))
+    with pytest.raises(ValueError) as info:
+        summary(model, (2,))
+    message = str(info.value)
+    assert "shape (1, 2)" in message and "Sequential child 1 (Dense)" in message
+    assert "without the batch axis" in message
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("model", "input_shape", "error", "words"),
+    [
+        (nnkit.Dense(2, 1), (0,), ValueError, "sizes >= 1"),
+        (nnkit.Dense(2, 1), "2", TypeError, "int or a tuple of ints"),
+        (nnkit.Dense(2, 1), (2.0,), TypeError, "must hold ints"),
+        ("model", (2,), TypeError, "nnkit Module"),
+    ],
+)
+def test_bad_arguments(model: Any, input_shape: Any, error: type[Exception], words: str) -> None:
+    with pytest.raises(error) as info:
+        summary(model, input_shape)
+    assert words in str(info.value)
+
+
+def test_float64_model_gets_float64_zeros() -> None:
+    model = nnkit.Sequential(nnkit.Dense(2, 3, dtype=np.float64, rng=rng()))
+    assert "Total params: 9 (72 B)" in summary(model, (2,))

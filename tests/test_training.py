@@ -1,0 +1,517 @@
+"""Tests for nnkit.training: fit, evaluate, predict, History, progress output, interruption."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnkit
+from nnkit.callbacks import Callback
+from nnkit.datasets import blobs, spirals
+from nnkit.optim import SGD, Adam
+from nnkit.training import History, evaluate, fit, predict
+
+FAST = settings(max_examples=25, deadline=None)
+
+
+def classifier(seed: int = 0, n_in: int = 2, n_out: int = 3) -> nnkit.Sequential:
+    rng = np.random.default_rng(seed)
+    return nnkit.Sequential(
+        nnkit.Dense(n_in, 16, rng=rng), nnkit.Tanh(), nnkit.Dense(16, n_out, rng=rng)
+    )
+
+
+def data(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    return blobs(n, centers=3, rng=np.random.default_rng(seed))
+
+
+def modes(model: nnkit.Module) -> list[bool]:
+    return [m.training for m in model.modules()]
+
+
+def mean_pred(pred: Any, target: Any) -> float:
+    """A metric given as a callable."""
+    return float(np.mean(pred))
+
+
+def train(seed: int, **kwargs: Any) -> tuple[nnkit.Sequential, History]:
+    """A short, seeded run with validation data."""
+    X, y = data(90, seed=1)
+    model = classifier(seed)
+    kwargs = {"epochs": 3, "batch_size": 16, "verbose": 0, **kwargs}
+    history = fit(
+        model, nnkit.CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2), X, y,
+        validation_data=data(30, seed=2), rng=np.random.default_rng(seed), **kwargs,
+    )  # fmt: skip
+    return model, history
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def test_spirals_recipe_reaches_95_percent_training_accuracy() -> None:
+    """The documented recipe (docs/training.md): 900 spiral points, 3 classes."""
+    rng = np.random.default_rng(0)
+    X, y = spirals(300, 3, noise=0.2, rng=rng)
+    model = nnkit.Sequential(
+        nnkit.Dense(2, 64, rng=rng), nnkit.ReLU(),
+        nnkit.Dense(64, 64, rng=rng), nnkit.ReLU(),
+        nnkit.Dense(64, 3, rng=rng),
+    )  # fmt: skip
+    loss_fn = nnkit.CrossEntropyLoss()
+    start = time.perf_counter()
+    history = fit(
+        model, loss_fn, Adam(model.parameters(), lr=1e-2), X, y,
+        epochs=40, batch_size=32, rng=rng, verbose=0,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    accuracy = evaluate(model, loss_fn, X, y)["accuracy"]
+    assert accuracy >= 0.95, f"training accuracy {accuracy:.3f}"
+    assert history.history["accuracy"][-1] >= 0.95
+    assert history.history["loss"][-1] < history.history["loss"][0] / 4
+    assert elapsed < 5.0
+
+
+# ---------------------------------------------------------------- History and reproducibility
+
+
+def test_same_seed_same_history_bitwise() -> None:
+    model_a, a = train(seed=3)
+    model_b, b = train(seed=3)
+    assert a.history == b.history  # exact float equality, every epoch and key
+    assert a.epoch == b.epoch == [0, 1, 2]
+    for (_, p), (_, q) in zip(model_a.named_parameters(), model_b.named_parameters(), strict=True):
+        assert np.array_equal(p.data, q.data)
+    _, c = train(seed=4)
+    assert c.history != a.history
+
+
+def test_history_has_train_and_validation_keys_per_epoch() -> None:
+    model, history = train(seed=0, metrics=("accuracy", mean_pred), epochs=2)
+    assert list(history.history) == [
+        "loss", "accuracy", "mean_pred", "val_loss", "val_accuracy", "val_mean_pred",
+    ]  # fmt: skip
+    assert all(len(v) == 2 for v in history.history.values())
+    assert not history.interrupted
+    X_val, y_val = data(30, seed=2)
+    # the last validation values are those of the final model
+    final = evaluate(model, nnkit.CrossEntropyLoss(), X_val, y_val, batch_size=16,
+                     metrics=("accuracy",))  # fmt: skip
+    assert history.history["val_loss"][-1] == final["loss"]
+    assert history.history["val_accuracy"][-1] == final["accuracy"]
+    assert "epochs=2" in repr(history)
+
+
+def test_mse_metric_on_one_hot_shaped_output_errors_clearly() -> None:
+    # mse compares shapes: logits (N, 3) against indices (N,) is a user error, said before
+    # anything is trained further than the first batch
+    with pytest.raises(ValueError, match="same shape"):
+        train(seed=0, metrics=("mse",))
+
+
+@FAST
+@given(n=st.integers(1, 50), batch_size=st.integers(1, 60))
+def test_epoch_loss_is_the_sample_weighted_mean_of_batch_losses(n: int, batch_size: int) -> None:
+    X, y = data(max(n, 3))
+    X, y = X[:n], y[:n]
+    model = classifier()
+    batch_losses: list[float] = []
+
+    class Record(Callback):
+        def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+            batch_losses.append(logs["loss"])
+
+    loss_fn = nnkit.CrossEntropyLoss()
+    before = evaluate(model, loss_fn, X, y, batch_size=n)["loss"]
+    history = fit(
+        model, loss_fn, SGD(model.parameters(), lr=0.0), X, y, epochs=1,
+        batch_size=batch_size, callbacks=[Record()], shuffle=False, verbose=0,
+    )  # fmt: skip
+    full, rest = divmod(n, batch_size)
+    sizes = [batch_size] * full + ([rest] if rest else [])
+    expected = sum(s * loss for s, loss in zip(sizes, batch_losses, strict=True)) / n
+    assert history.history["loss"] == [pytest.approx(expected, rel=1e-12)]
+    # with lr = 0 the weights never move: the epoch loss is the loss over all samples
+    assert history.history["loss"][0] == pytest.approx(before, rel=1e-5)
+
+
+def test_zero_epochs_trains_nothing() -> None:
+    model = classifier()
+    before = model.state_dict()
+    X, y = data()
+    history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y,
+                  epochs=0, verbose=0)  # fmt: skip
+    assert history.history == {} and history.epoch == []
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_binary_accuracy_reads_logits_with_bce_with_logits() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 2)).astype(np.float32)
+    y = (X[:, :1] > 0).astype(np.float32)
+    model = nnkit.Sequential(nnkit.Dense(2, 1, rng=rng))
+    history = fit(model, nnkit.BCEWithLogitsLoss(), Adam(model.parameters(), lr=0.1), X, y,
+                  epochs=30, batch_size=64, rng=rng, verbose=0)  # fmt: skip
+    assert history.history["accuracy"][-1] >= 0.95
+
+
+# ---------------------------------------------------------------- bad input, before training
+
+
+class CountCalls(Callback):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_train_begin(self, logs: dict[str, float]) -> None:
+        self.calls += 1
+
+
+X_OK, Y_OK = data(20)
+X_NAN = X_OK.copy()
+X_NAN[7, 1] = np.nan
+X_INF = X_OK.copy()
+X_INF[3, 0] = np.inf
+Y_FLOAT_NAN = Y_OK.astype(np.float32)[:, None].repeat(3, axis=1)
+Y_FLOAT_NAN[5, 0] = np.nan
+
+# (description, overrides of fit's arguments, error type, words in the message)
+BAD_FIT: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    ("lengths differ", {"y": Y_OK[:-1]}, ValueError, "X has 20 samples but y has 19"),
+    ("batch_size 0", {"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ("batch_size negative", {"batch_size": -4}, ValueError, "batch_size must be >= 1"),
+    ("batch_size float", {"batch_size": 8.0}, TypeError, "batch_size must be an int"),
+    ("negative epochs", {"epochs": -1}, ValueError, "epochs must be >= 0"),
+    ("NaN in X", {"X": X_NAN}, ValueError, "NaN or infinite values in 1 of 20 samples (the first "
+     "at index 7)"),
+    ("inf in X", {"X": X_INF}, ValueError, "first at index 3"),
+    ("NaN in float y", {"y": Y_FLOAT_NAN}, ValueError, "fit: y has NaN"),
+    ("empty X", {"X": X_OK[:0], "y": Y_OK[:0]}, ValueError, "X is empty"),
+    ("scalar X", {"X": 3.0}, ValueError, "X is a scalar"),
+    ("strings in X", {"X": np.array(["a"] * 20)}, TypeError, "X must be numeric"),
+    ("NaN in validation X", {"validation_data": (X_NAN, Y_OK)}, ValueError,
+     "validation_data X has NaN"),
+    ("validation lengths", {"validation_data": (X_OK, Y_OK[:3])}, ValueError,
+     "validation_data X has 20 samples but y has 3"),
+    ("validation not a pair", {"validation_data": X_OK}, TypeError, "pair (X_val, y_val)"),
+    ("unknown metric", {"metrics": ("acc",)}, ValueError, "unknown metric 'acc'"),
+    ("bad verbose", {"verbose": 3}, ValueError, "verbose must be 0"),
+    ("bad callback", {"callbacks": [print]}, TypeError, "callbacks[0]"),
+    ("bad rng", {"rng": 0}, TypeError, "np.random.Generator"),
+    ("model not a Module", {"model": print}, TypeError, "nnkit Module"),
+    ("loss without backward", {"loss_fn": lambda p, t: 0.0}, TypeError, "loss_fn.backward()"),
+    ("optimizer not an Optimizer", {"optimizer": object()}, TypeError, "nnkit.optim.Optimizer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "error", "words"), [c[1:] for c in BAD_FIT],
+                         ids=[c[0] for c in BAD_FIT])  # fmt: skip
+def test_bad_input_fails_before_training(
+    overrides: dict[str, Any], error: type[Exception], words: str
+) -> None:
+    model = classifier()
+    before = model.state_dict()
+    counter = CountCalls()
+    args: dict[str, Any] = {
+        "model": model, "loss_fn": nnkit.CrossEntropyLoss(),
+        "optimizer": SGD(model.parameters(), lr=0.1), "X": X_OK, "y": Y_OK, "epochs": 2,
+        "callbacks": [counter], "verbose": 0,
+    }  # fmt: skip
+    args.update(overrides)
+    with pytest.raises(error) as info:
+        fit(**args)
+    assert words in str(info.value)
+    assert counter.calls == 0  # nothing started
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_integer_y_is_not_checked_for_nan_and_int_X_is_accepted() -> None:
+    model = classifier()
+    X = np.round(X_OK).astype(np.int64)
+    history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, Y_OK,
+                  epochs=1, verbose=0)  # fmt: skip
+    assert len(history.epoch) == 1
+
+
+# ---------------------------------------------------------------- interruption and modes
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.at = (epoch, batch)
+        self.epoch = -1
+        self.ended: dict[str, float] | None = None
+        self.mode_in_training: bool | None = None
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        self.mode_in_training = self.model.training
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, logs: dict[str, float]) -> None:
+        self.ended = logs
+
+
+@pytest.mark.parametrize("start_in_eval", [False, True])
+def test_keyboard_interrupt_returns_the_complete_epochs(start_in_eval: bool) -> None:
+    X, y = data(60)
+    model = classifier()
+    if start_in_eval:
+        model.eval()
+    interrupt = InterruptAt(epoch=2, batch=1)
+    optimizer = Adam(model.parameters(), lr=1e-2)
+    with pytest.warns(RuntimeWarning, match=r"interrupted .* during epoch 3/10.* 2 complete"):
+        history = fit(model, nnkit.CrossEntropyLoss(), optimizer, X, y, epochs=10,
+                      batch_size=16, validation_data=(X, y), callbacks=[interrupt],
+                      rng=np.random.default_rng(0), verbose=0)  # fmt: skip
+    assert history.interrupted
+    assert history.epoch == [0, 1]
+    assert all(len(values) == 2 for values in history.history.values())
+    assert interrupt.mode_in_training is True  # fit trains in training mode
+    assert modes(model) == [not start_in_eval] * 4  # and restores the mode it found
+    assert interrupt.ended == {k: v[-1] for k, v in history.history.items()}
+    # the model is usable: it predicts, and training continues from where it stopped
+    assert np.all(np.isfinite(predict(model, X)))
+    more = fit(model, nnkit.CrossEntropyLoss(), optimizer, X, y, epochs=1, verbose=0)
+    assert len(more.epoch) == 1 and not more.interrupted
+
+
+def test_keyboard_interrupt_during_validation_restores_training_mode() -> None:
+    class InterruptInEval(nnkit.Identity):
+        def forward(self, x: Any) -> Any:
+            if not self.training:
+                raise KeyboardInterrupt
+            return super().forward(x)
+
+    model = nnkit.Sequential(classifier(), InterruptInEval())
+    X, y = data(30)
+    with pytest.warns(RuntimeWarning, match="0 complete epochs"):
+        history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y,
+                      epochs=3, validation_data=(X, y), verbose=0)  # fmt: skip
+    assert history.epoch == [] and history.interrupted
+    assert all(modes(model))
+
+
+def test_other_exceptions_propagate_and_restore_modes() -> None:
+    class Boom(Callback):
+        def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+            raise RuntimeError("boom")
+
+    model = classifier()
+    model.layers[1].eval()  # mixed modes are restored module by module
+    before = modes(model)
+    X, y = data(30)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y, epochs=2,
+            callbacks=[Boom()], verbose=0)  # fmt: skip
+    assert modes(model) == before
+
+
+def test_stop_requested_mid_epoch_leaves_that_epoch_out() -> None:
+    class StopAt(Callback):
+        def on_epoch_begin(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+            if self.epoch == 1 and batch == 0:
+                self.stop_training = True
+
+    X, y = data(60)
+    model = classifier()
+    history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y,
+                  epochs=5, batch_size=16, callbacks=[StopAt()], verbose=0)  # fmt: skip
+    assert history.epoch == [0] and not history.interrupted
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+
+def test_predict_equals_the_eval_forward_and_restores_mode() -> None:
+    X, _ = data(50)
+    model = classifier()
+    expected = model.eval()(X)
+    model.train()
+    for batch_size in (1, 7, 50, 64):
+        out = predict(model, X, batch_size=batch_size)
+        assert out.shape == (50, 3) and np.allclose(out, expected, rtol=1e-6)
+        assert all(modes(model))
+
+
+def test_predict_restores_mode_on_an_exception() -> None:
+    model = classifier()
+    with pytest.raises(ValueError, match="expected input of shape"):
+        predict(model, np.zeros((4, 5)))
+    assert all(modes(model))
+    model.eval()
+    with pytest.raises(ValueError, match="expected input of shape"):
+        predict(model, np.zeros((4, 5)))
+    assert not any(modes(model))
+
+
+@pytest.mark.parametrize(
+    ("X", "batch_size", "error", "words"),
+    [
+        (np.zeros((0, 2)), 8, ValueError, "X is empty"),
+        (np.zeros((3, 2)), 0, ValueError, "batch_size must be >= 1"),
+        (np.array(["x", "y"]), 8, TypeError, "must be numeric"),
+    ],
+)
+def test_predict_bad_input(X: Any, batch_size: int, error: type[Exception], words: str) -> None:
+    with pytest.raises(error) as info:
+        predict(classifier(), X, batch_size=batch_size)
+    assert words in str(info.value)
+
+
+@FAST
+@given(batch_size=st.integers(1, 80))
+def test_evaluate_does_not_depend_on_batch_size(batch_size: int) -> None:
+    X, y = data(61)
+    model = classifier()
+    loss_fn = nnkit.CrossEntropyLoss()
+    result = evaluate(model, loss_fn, X, y, batch_size=batch_size, metrics=("accuracy",))
+    pred = model(X)
+    assert list(result) == ["loss", "accuracy"]
+    assert result["loss"] == pytest.approx(loss_fn(pred, y), rel=1e-5)
+    assert result["accuracy"] == pytest.approx(np.mean(pred.argmax(1) == y), abs=1e-12)
+
+
+def test_evaluate_checks_its_data() -> None:
+    with pytest.raises(ValueError, match="evaluate: X has NaN"):
+        evaluate(classifier(), nnkit.CrossEntropyLoss(), X_NAN, Y_OK)
+
+
+# ---------------------------------------------------------------- progress
+
+
+def quick_fit(verbose: int, epochs: int = 2, **kwargs: Any) -> History:
+    X, y = data(40)
+    model = classifier()
+    return fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y,
+               epochs=epochs, batch_size=16, verbose=verbose, rng=np.random.default_rng(0),
+               **kwargs)  # fmt: skip
+
+
+def test_verbose_0_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
+    quick_fit(verbose=0)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_one_line_per_epoch_without_tqdm(
+    verbose: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
+    X, y = data(40)
+    history = quick_fit(verbose=verbose, validation_data=(X, y))
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and len(lines) == 2
+    h = history.history
+    for epoch, line in enumerate(lines):
+        assert line.startswith(f"Epoch {epoch + 1}/2 - ")
+        assert line.endswith(
+            f"s - loss: {h['loss'][epoch]:.4f} - accuracy: {h['accuracy'][epoch]:.4f} - "
+            f"val_loss: {h['val_loss'][epoch]:.4f} - val_accuracy: {h['val_accuracy'][epoch]:.4f}"
+        )
+
+
+class FakeTqdm:
+    """Records what fit does with its progress bars."""
+
+    bars: ClassVar[list[FakeTqdm]] = []
+
+    def __init__(self, *, total: int, desc: str, unit: str) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.n = 0
+        self.postfixes: list[str] = []
+        self.closed = False
+        FakeTqdm.bars.append(self)
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
+        self.postfixes.append(s)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_progress_bar_per_epoch_with_running_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeTqdm.bars = []
+    monkeypatch.setattr("nnkit.training._load_tqdm", lambda: FakeTqdm)
+    history = quick_fit(verbose=1, epochs=3)
+    assert capsys.readouterr().out == ""  # the bar replaces the lines
+    assert [bar.desc for bar in FakeTqdm.bars] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    for epoch, bar in enumerate(FakeTqdm.bars):
+        assert bar.total == 3 and bar.n == 3 and bar.closed  # 40 samples, batches of 16
+        assert len(bar.postfixes) == 4  # a running value per batch, then the epoch's
+        assert bar.postfixes[0].startswith("loss: ")
+        assert bar.postfixes[-1] == (
+            f"loss: {history.history['loss'][epoch]:.4f} - "
+            f"accuracy: {history.history['accuracy'][epoch]:.4f}"
+        )
+
+
+def test_progress_bar_is_closed_on_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeTqdm.bars = []
+    monkeypatch.setattr("nnkit.training._load_tqdm", lambda: FakeTqdm)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        quick_fit(verbose=1, callbacks=[InterruptAt(epoch=0, batch=1)])
+    assert len(FakeTqdm.bars) == 1 and FakeTqdm.bars[0].closed
+
+
+def test_verbose_2_prints_lines_even_with_tqdm(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeTqdm.bars = []
+    monkeypatch.setattr("nnkit.training._load_tqdm", lambda: FakeTqdm)
+    quick_fit(verbose=2)
+    assert FakeTqdm.bars == [] and len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_real_tqdm_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tqdm")
+    quick_fit(verbose=1)
+    err = capsys.readouterr().err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss: " in err
+
+
+# ---------------------------------------------------------------- History.plot
+
+
+def test_plot_saves_a_figure(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    X, y = data(40)
+    history = quick_fit(verbose=0, metrics=("accuracy", mean_pred), validation_data=(X, y))
+    path = tmp_path / "history.png"
+    figure = history.plot(path)
+    assert path.stat().st_size > 1000
+    assert [ax.get_title() for ax in figure.axes] == ["loss", "accuracy", "mean_pred"]
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["training", "validation"]
+
+
+def test_plot_without_matplotlib_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r'pip install "\.\[plot\]"'):
+        quick_fit(verbose=0).plot(tmp_path / "x.png")
+
+
+def test_plot_of_an_empty_history() -> None:
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="no complete epoch"):
+        History().plot("unused.png")
