@@ -6,7 +6,7 @@
         for xb, yb in loader:
             optimizer.zero_grad()
             pred = model(xb); loss = loss_fn(pred, yb)
-            model.backward(loss_fn.backward()); optimizer.step()
+            model.accumulate_grad(loss_fn.backward()); optimizer.step()
         evaluate on validation_data          # in eval mode
 
 and records, per epoch, the loss and the metrics on the training batches and on the
@@ -140,7 +140,8 @@ def fit(
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch steps.
 
     Every batch: ``optimizer.zero_grad()``, ``pred = model(xb)``, ``loss = loss_fn(pred, yb)``,
-    the metrics on ``(pred, yb)``, ``model.backward(loss_fn.backward())``, ``optimizer.step()``.
+    the metrics on ``(pred, yb)``, ``model.accumulate_grad(loss_fn.backward())`` (backward's
+    parameter gradients without the unused gradient of the data), ``optimizer.step()``.
     Batches come from ``nnkit.data.DataLoader(X, y, batch_size=batch_size, shuffle=shuffle,
     rng=rng)``: every sample once per epoch, so a seeded ``rng`` (and a seeded model) gives the
     same History bit for bit. The model trains in training mode; validation runs
@@ -294,7 +295,7 @@ def _train_epoch(
         batch_logs = {"loss": float(loss_fn(pred, yb))}
         for name, metric in metric_fns.items():
             batch_logs[name] = float(metric(pred, yb))
-        model.backward(loss_fn.backward())
+        model.accumulate_grad(loss_fn.backward())
         optimizer.step()
         n = len(xb)
         seen += n

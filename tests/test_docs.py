@@ -16,7 +16,8 @@ def python_blocks(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("doc", DOCS)
-def test_python_blocks_run(doc: str) -> None:
+def test_python_blocks_run(doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # examples may write files
     blocks = python_blocks(ROOT / doc)
     namespace: dict[str, object] = {"__name__": f"doc_{Path(doc).stem}"}
     for block in blocks:  # the blocks of one page run in order, sharing names
