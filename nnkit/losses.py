@@ -55,7 +55,7 @@ class Loss:
         """The reduced loss as a Python float; caches what :meth:`backward` needs."""
         self._grad = None
         losses = self._forward(as_float_array(pred), target)
-        total = float(losses.sum())
+        total = float(np.add.reduce(losses, axis=None))
         if self.reduction == "sum":
             self._scale = 1.0
             return total
@@ -231,6 +231,9 @@ class BCEWithLogitsLoss(Loss):
         return {"reduction": self.reduction, "pos_weight": pos_weight}
 
 
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
 def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
     """Integer class indices of shape (N,), checked against logits of shape (N, C)."""
     target_array = np.asarray(target)
@@ -245,8 +248,8 @@ def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
             f"got {target_array.shape}"
         )
     # one reduction checks both ends: viewed as unsigned, a negative index is huge
-    unsigned = target_array.view(target_array.dtype.str.replace("i", "u"))
-    if n and unsigned.max() >= c:
+    unsigned = target_array.view(_UNSIGNED[target_array.dtype.itemsize])
+    if n and np.maximum.reduce(unsigned) >= c:
         bad = target_array[(target_array < 0) | (target_array >= c)][0]
         raise ValueError(f"{name} got class index {bad}, outside [0, {c - 1}] for {c} classes")
     return target_array
@@ -292,21 +295,21 @@ class CrossEntropyLoss(Loss):
 
     def _from_indices(self, pred: Array, indices: Array) -> Array:
         n, c = pred.shape
-        rows = np.arange(n)
-        z = pred - (pred.max(axis=1, keepdims=True) if n else 0)  # log_softmax = z - log(s)
+        at_target = np.arange(0, n * c, c) + indices  # flat positions of x[i, t_i]
+        z = pred - np.maximum.reduce(pred, axis=1, keepdims=True) if n else pred.copy()
         e = np.exp(z)
         s = np.add.reduce(e, axis=1, keepdims=True)
-        log_s = np.log(s)
+        losses: Array = np.log(s).reshape(n)  # log_softmax = z - log(s)
         e /= s  # softmax
         eps = self.label_smoothing
         if eps:  # l = log_s - (1 - eps) z_t - eps/C sum_c z_c
-            losses: Array = log_s[:, 0] - (1 - eps) * z[rows, indices]
+            losses -= (1 - eps) * z.reshape(-1)[at_target]
             losses -= (eps / c) * np.add.reduce(z, axis=1)
             e -= eps / c
-            e[rows, indices] -= 1 - eps
+            e.reshape(-1)[at_target] -= 1 - eps
         else:
-            losses = log_s[:, 0] - z[rows, indices]
-            e[rows, indices] -= 1
+            losses -= z.reshape(-1)[at_target]
+            e.reshape(-1)[at_target] -= 1
         self._grad = e
         return losses
 

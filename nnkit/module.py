@@ -193,7 +193,7 @@ class Module:
     def zero_grad(self) -> None:
         """Reset the gradient of every parameter to zeros, in place."""
         for param in self.parameters():
-            param.grad.fill(0)
+            param.zero_grad()
 
     def astype(self, dtype: DTypeLike) -> Self:
         """Convert every parameter (values and gradients) to a floating ``dtype``; returns self.

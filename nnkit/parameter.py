@@ -13,8 +13,15 @@ class Parameter:
 
     ``data`` holds the values and ``grad`` the accumulated gradient dL/d(data); both have the
     same shape and floating dtype, and ``grad`` starts at zeros. Layers *add* into ``grad`` in
-    their backward pass; ``zero_grad()`` resets it in place, so references held by optimizers
-    stay valid. Optimizers update ``data`` in place for the same reason.
+    their backward pass; ``zero_grad()`` resets it, keeping the same array, so references held
+    by optimizers stay valid. Optimizers update ``data`` in place for the same reason.
+
+    ``zero_grad()`` costs nothing: it marks the gradient as zero, and the array is cleared
+    when ``grad`` is next read, or overwritten (instead of added to) by the next
+    :meth:`add_grad`, :meth:`add_grad_matmul` or :meth:`add_grad_sum`. Code that reads
+    gradients through ``grad`` never sees the difference; only a reference to the array taken
+    *before* ``zero_grad()`` and read *without* going through ``grad`` again would see the old
+    values.
 
     Args:
         data: initial values; copied and converted to ``dtype`` (by default the array's own
@@ -22,10 +29,11 @@ class Parameter:
         dtype: the floating dtype to store.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("_grad", "_grad_is_zero", "data")
 
     data: NDArray[np.floating]
-    grad: NDArray[np.floating]
+    _grad: NDArray[np.floating]
+    _grad_is_zero: bool
 
     def __init__(self, data: ArrayLike, dtype: DTypeLike | None = None) -> None:
         array = np.asarray(data)
@@ -36,7 +44,26 @@ class Parameter:
         if array.dtype.kind not in "biuf":
             raise TypeError(f"Parameter data must be numeric, got dtype {array.dtype}")
         self.data = np.array(array, dtype=dtype, copy=True)
-        self.grad = np.zeros_like(self.data)
+        self._grad = np.zeros_like(self.data)
+        self._grad_is_zero = False
+
+    @property
+    def grad(self) -> NDArray[np.floating]:
+        """The accumulated gradient, same shape and dtype as ``data``."""
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: NDArray[np.floating]) -> None:
+        if value.shape != self.data.shape or value.dtype != self.data.dtype:
+            raise ValueError(
+                f"grad must have the parameter's shape {self.data.shape} and dtype "
+                f"{self.data.dtype}, got {value.shape} {value.dtype}"
+            )
+        self._grad = value
+        self._grad_is_zero = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -54,15 +81,39 @@ class Parameter:
         return self.data.size
 
     def zero_grad(self) -> None:
-        """Reset the accumulated gradient to zeros, in place."""
-        self.grad.fill(0)
+        """Reset the accumulated gradient to zeros (lazily, keeping the same array)."""
+        self._grad_is_zero = True
+
+    def add_grad(self, value: NDArray[np.floating]) -> None:
+        """``grad += value``; after ``zero_grad()`` a copy instead of a fill and an add."""
+        if self._grad_is_zero:
+            np.copyto(self._grad, value)
+            self._grad_is_zero = False
+        else:
+            self._grad += value
+
+    def add_grad_matmul(self, a: NDArray[np.floating], b: NDArray[np.floating]) -> None:
+        """``grad += a @ b``; after ``zero_grad()`` the product is written straight into grad."""
+        if self._grad_is_zero:
+            np.matmul(a, b, out=self._grad)
+            self._grad_is_zero = False
+        else:
+            self._grad += a @ b
+
+    def add_grad_sum(self, a: NDArray[np.floating], axis: int = 0) -> None:
+        """``grad += a.sum(axis)``; after ``zero_grad()`` the sum is written straight into grad."""
+        if self._grad_is_zero:
+            np.add.reduce(a, axis=axis, out=self._grad)
+            self._grad_is_zero = False
+        else:
+            self._grad += np.add.reduce(a, axis=axis)
 
     def astype(self, dtype: DTypeLike) -> None:
         """Convert ``data`` and ``grad`` to another floating dtype (replaces both arrays)."""
         if np.dtype(dtype).kind != "f":
             raise TypeError(f"Parameter dtype must be floating, got {np.dtype(dtype)}")
+        self._grad = self.grad.astype(dtype)
         self.data = self.data.astype(dtype)
-        self.grad = self.grad.astype(dtype)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"

@@ -132,9 +132,9 @@ class Dense(Module):
         if x is None:
             raise self._no_cache_error()
         dy = self._grad_like(grad_out, (x.shape[0], self.out_features), x.dtype)
-        self.weight.grad += x.T @ dy
+        self.weight.add_grad_matmul(x.T, dy)
         if self.bias is not None:
-            self.bias.grad += np.add.reduce(dy, axis=0)
+            self.bias.add_grad_sum(dy, axis=0)
         return dy
 
     def get_config(self) -> dict[str, Any]:

@@ -77,13 +77,19 @@ class SGD(Optimizer):
 
     def _update(self, param: Parameter, state: State, group: ParamGroup) -> None:
         momentum = float(group["momentum"])
-        grad = self._gradient(param, group, float(group["weight_decay"]))
+        weight_decay = float(group["weight_decay"])
+        grad = (
+            self._gradient(param, group, weight_decay)
+            if weight_decay or group["maximize"]
+            else param.grad
+        )
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = grad.copy()
             else:
+                dampening = float(group["dampening"])
                 buf *= momentum
-                buf += (1 - float(group["dampening"])) * grad
+                buf += (1 - dampening) * grad if dampening else grad
             grad = grad + momentum * buf if group["nesterov"] else buf
         param.data -= float(group["lr"]) * grad
