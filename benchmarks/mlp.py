@@ -6,6 +6,7 @@ NumPy can be. PyTorch (CPU, eager, same thread count) runs when it is installed.
 
     python benchmarks/mlp.py                    # the full table (about a minute)
     python benchmarks/mlp.py --quick            # a smoke run with tiny counts
+    python benchmarks/mlp.py --profile small    # where nnkit's step spends its time
 
 The three implementations alternate inside one run: each timed block runs one of them for
 ``--number`` steps, blocks rotate between them ``--repeats`` times after a warm-up, and the
@@ -283,7 +284,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--configs", nargs="*", default=[c.name for c in CONFIGS])
+    parser.add_argument(
+        "--profile", choices=[c.name for c in CONFIGS],
+        help="profile nnkit's step on this configuration with pyinstrument",
+    )
     args = parser.parse_args()
+    if args.profile:
+        profile(next(c for c in CONFIGS if c.name == args.profile))
+        return
     repeats = 2 if args.quick else args.repeats
     use_torch = torch is not None and not args.no_torch
     if use_torch:
@@ -321,6 +329,24 @@ def main() -> None:
         )
         if config.name == "large":
             report_large(config, model, x, y, number, repeats)
+
+
+def profile(config: Config, seconds: float = 3.0) -> None:
+    """Print where nnkit's training step spends its time (needs pyinstrument, a dev extra)."""
+    from pyinstrument import Profiler
+
+    rng = np.random.default_rng(0)
+    x, y = make_data(config, rng)
+    model = nnkit_model(config, rng)
+    step = nnkit_step(config, model, SGD(model.parameters(), lr=LR), x, y)
+    step()
+    profiler = Profiler(interval=0.0001)
+    profiler.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        step()
+    profiler.stop()
+    print(profiler.output_text(show_all=False))
 
 
 def report_large(
