@@ -51,6 +51,48 @@ def test_parameter_basics() -> None:
         nnkit.Parameter(["a"])
 
 
+def test_zero_grad_is_lazy_but_never_visible() -> None:
+    p = nnkit.Parameter(np.ones((2, 2)))
+    array = p.grad
+    array += 5
+    p.zero_grad()
+    p.add_grad(np.full((2, 2), 2.0))  # after zero_grad: overwrite, not add
+    assert p.grad is array and np.all(p.grad == 2)
+    p.add_grad(np.ones((2, 2)))  # then accumulate
+    assert np.all(p.grad == 3)
+    p.zero_grad()
+    a, b = np.ones((2, 3)), np.ones((3, 2))
+    p.add_grad_matmul(a, b)
+    assert np.all(p.grad == 3) and p.grad is array
+    p.add_grad_matmul(a, b)
+    assert np.all(p.grad == 6)
+    p.zero_grad()
+    p.add_grad_sum(np.ones((3, 2, 2)))
+    assert np.all(p.grad == 3)
+    p.add_grad_sum(np.ones((2, 2, 4)), axis=2)
+    assert np.all(p.grad == 7)
+    p.zero_grad()
+    assert not p.grad.any()  # reading materialises the zeros
+    p.grad += 1  # the plain += of a custom layer works after zero_grad too
+    p.zero_grad()
+    p.grad += 1
+    assert np.all(p.grad == 1)
+    p.zero_grad()
+    p.astype(np.float64)
+    assert p.grad.dtype == np.float64 and not p.grad.any()
+
+
+def test_grad_setter_checks_shape_and_dtype() -> None:
+    p = nnkit.Parameter(np.ones(3))
+    p.zero_grad()
+    p.grad = np.full(3, 2.0)
+    assert np.all(p.grad == 2)  # an assigned gradient is not cleared by an earlier zero_grad
+    with pytest.raises(ValueError, match="shape"):
+        p.grad = np.ones(4)
+    with pytest.raises(ValueError, match="dtype"):
+        p.grad = np.ones(3, dtype=np.float32)
+
+
 def test_named_parameters_use_dotted_indices() -> None:
     names = [name for name, _ in mlp().named_parameters()]
     assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
