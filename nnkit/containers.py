@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import overload
 
 from nnkit.module import Array, Module, add_note
+from nnkit.parameter import Parameter
 
 __all__ = ["Sequential"]
 
@@ -25,13 +26,16 @@ class Sequential(Module):
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
-        for i, layer in enumerate(layers):
-            _check_module(layer, i)
-        self.layers: list[Module] = list(layers)
+        self.layers: list[Module] = []
+        for layer in layers:
+            self.append(layer)
 
-    def _named_members(self) -> Iterator[tuple[str, Module]]:
+    def _named_members(self) -> Iterator[tuple[str, Parameter | Module]]:
         for i, layer in enumerate(self.layers):
             yield str(i), layer
+        for name, member in super()._named_members():  # what a subclass adds of its own
+            if not name.startswith("layers."):
+                yield name, member
 
     def forward(self, x: Array) -> Array:
         for i, layer in enumerate(self.layers):
@@ -68,8 +72,26 @@ class Sequential(Module):
         return grad_out
 
     def append(self, layer: Module) -> Sequential:
-        """Add a module at the end; returns self."""
-        _check_module(layer, len(self.layers))
+        """Add a module at the end; returns self.
+
+        A module may appear only once: it keeps one cache, so a second use would overwrite
+        what the first use's backward needs. To share weights, give two layers the same
+        Parameter (``b.weight = a.weight``); their gradients then add up.
+        """
+        index = len(self.layers)
+        if not isinstance(layer, Module):
+            raise TypeError(
+                f"Sequential takes Modules; argument {index} is a {type(layer).__name__}. "
+                "Wrap custom code in a Module subclass with forward and backward."
+            )
+        for i, other in enumerate(self.layers):
+            if other is layer:
+                raise ValueError(
+                    f"{type(layer).__name__} at position {index} is the same object as the "
+                    f"module at position {i}; a layer keeps one cache, so it cannot be used "
+                    "twice in one forward pass. To share weights, build a second layer and "
+                    "give it the same Parameter (second.weight = first.weight)."
+                )
         self.layers.append(layer)
         return self
 
@@ -91,11 +113,3 @@ class Sequential(Module):
 
 def _note(exc: BaseException, method: str, index: int, layer: Module) -> None:
     add_note(exc, f"raised in {method} of Sequential child {index} ({type(layer).__name__})")
-
-
-def _check_module(layer: object, index: int) -> None:
-    if not isinstance(layer, Module):
-        raise TypeError(
-            f"Sequential takes Modules; argument {index} is a {type(layer).__name__}. "
-            "Wrap custom code in a Module subclass with forward and backward."
-        )

@@ -42,7 +42,7 @@ class Loss:
     """
 
     def __init__(self, reduction: Reduction = "mean") -> None:
-        if reduction not in ("mean", "sum"):
+        if not isinstance(reduction, str) or reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction: Reduction = reduction
         self._grad: Array | None = None
@@ -216,7 +216,7 @@ class BCEWithLogitsLoss(Loss):
             self._grad = F.sigmoid(pred) - t
             return (1 - t) * pred + F.softplus(-pred)
         pos_weight = self.pos_weight.astype(pred.dtype)
-        if pos_weight.ndim == 1 and (pred.ndim == 0 or pred.shape[-1] != pos_weight.shape[0]):
+        if pos_weight.size > 1 and (pred.ndim == 0 or pred.shape[-1] != pos_weight.shape[0]):
             raise ValueError(
                 f"pos_weight has {pos_weight.shape[0]} entries but pred's last axis has shape "
                 f"{pred.shape}; give one weight per class (last axis)"
@@ -239,7 +239,9 @@ def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
     target_array = np.asarray(target)
     if target_array.dtype.kind not in "iu":
         raise TypeError(
-            f"{name} expects integer class indices, got dtype {target_array.dtype}"
+            f"{name} expects integer class indices, got dtype {target_array.dtype}; convert "
+            "labels with .astype(np.int64)"
+            + (", or give class probabilities of shape (N, C)" if name.startswith("Cross") else "")
         )
     n, c = logits.shape
     if target_array.shape != (n,):
@@ -251,8 +253,17 @@ def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
     unsigned = target_array.view(_UNSIGNED[target_array.dtype.itemsize])
     if n and np.maximum.reduce(unsigned) >= c:
         bad = target_array[(target_array < 0) | (target_array >= c)][0]
-        raise ValueError(f"{name} got class index {bad}, outside [0, {c - 1}] for {c} classes")
-    return target_array
+        hint = (
+            "; a single output column holds no class scores: use 2 columns, or "
+            "BCEWithLogitsLoss for a binary problem"
+            if c == 1
+            else ""
+        )
+        raise ValueError(
+            f"{name} got class index {bad}, outside [0, {c - 1}] for pred with {c} "
+            f"class columns{hint}"
+        )
+    return target_array.astype(np.intp, copy=False)
 
 
 def _check_2d(name: str, pred: Array) -> None:
@@ -327,6 +338,12 @@ class NLLLoss(Loss):
     def _forward(self, pred: Array, target: ArrayLike) -> Array:
         _check_2d("NLLLoss", pred)
         indices = _class_targets("NLLLoss", pred, target)
+        if pred.size and np.maximum.reduce(pred, axis=None) > 0:
+            raise ValueError(
+                "NLLLoss expects log-probabilities (all <= 0), got a value of "
+                f"{np.maximum.reduce(pred, axis=None)}; apply LogSoftmax first, or use "
+                "CrossEntropyLoss on logits"
+            )
         rows = np.arange(pred.shape[0])
         grad = np.zeros_like(pred)
         grad[rows, indices] = -1

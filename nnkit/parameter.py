@@ -13,8 +13,8 @@ class Parameter:
 
     ``data`` holds the values and ``grad`` the accumulated gradient dL/d(data); both have the
     same shape and floating dtype, and ``grad`` starts at zeros. Layers *add* into ``grad`` in
-    their backward pass; ``zero_grad()`` resets it, keeping the same array, so references held
-    by optimizers stay valid. Optimizers update ``data`` in place for the same reason.
+    their backward pass; ``zero_grad()`` resets it, keeping the same array. Optimizers update
+    ``data`` in place, so references to the parameter stay valid.
 
     ``zero_grad()`` costs nothing: it marks the gradient as zero, and the array is cleared
     when ``grad`` is next read, or overwritten (instead of added to) by the next
@@ -57,6 +57,8 @@ class Parameter:
 
     @grad.setter
     def grad(self, value: NDArray[np.floating]) -> None:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"grad must be an ndarray, got {type(value).__name__}")
         if value.shape != self.data.shape or value.dtype != self.data.dtype:
             raise ValueError(
                 f"grad must have the parameter's shape {self.data.shape} and dtype "
@@ -86,6 +88,10 @@ class Parameter:
 
     def add_grad(self, value: NDArray[np.floating]) -> None:
         """``grad += value``; after ``zero_grad()`` a copy instead of a fill and an add."""
+        if value.shape != self._grad.shape:
+            raise ValueError(
+                f"add_grad got shape {value.shape} for a parameter of shape {self._grad.shape}"
+            )
         if self._grad_is_zero:
             np.copyto(self._grad, value)
             self._grad_is_zero = False
@@ -114,6 +120,12 @@ class Parameter:
             raise TypeError(f"Parameter dtype must be floating, got {np.dtype(dtype)}")
         self._grad = self.grad.astype(dtype)
         self.data = self.data.astype(dtype)
+
+    def __copy__(self) -> Parameter:
+        """A shallow copy sharing ``data`` and ``grad`` (with any pending zeroing applied)."""
+        new = Parameter.__new__(Parameter)
+        new.data, new._grad, new._grad_is_zero = self.data, self.grad, False
+        return new
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"

@@ -48,7 +48,8 @@ def check_module(
     - ``repr`` works; ``backward`` before any ``forward`` raises RuntimeError;
     - input and parameter gradients match central differences in float64 (:func:`gradcheck`);
     - for float32 and float64 the output, the input gradient and every parameter gradient
-      have the parameters' dtype (the input's, for a module without parameters);
+      have the parameters' dtype (the input's, for a module without parameters), and float64
+      input into a float32 module with parameters gives float32 output;
     - ``forward`` does not mutate ``x`` and ``backward`` does not mutate ``grad_out``;
     - batch independence (``batch_independent=True``): row i of a batched forward equals the
       forward of row i alone;
@@ -98,7 +99,7 @@ def _check_backward_first(obj: Any, call: Any) -> None:
         raise _fail(
             obj,
             "backward() before forward() must raise RuntimeError, "
-            f"raised {type(exc).__name__}: {exc}",
+            f"raised {type(exc).__name__}: {exc} (pass a freshly built module)",
         ) from exc
     raise _fail(obj, "backward() before forward() must raise RuntimeError (pass a fresh module)")
 
@@ -134,6 +135,16 @@ def _check_layer(
         for name, param in m.named_parameters():
             if param.data.dtype != dtype or param.grad.dtype != dtype:
                 raise _fail(module, f"parameter {name!r} is not {dtype} after astype({dtype})")
+
+    has_params = any(True for _ in module.parameters())
+    if has_params and x.dtype.kind == "f":
+        m = copy.deepcopy(module).astype(np.float32)
+        y = m.forward(x.astype(np.float64))
+        if y.dtype != np.float32:
+            raise _fail(
+                module, f"float64 input into a float32 module gave {y.dtype} output; compute "
+                "in the parameters' dtype (nnkit.module.as_float_array(x, param.dtype))"
+            )
 
     gradcheck(module, x, atol=atol, rtol=rtol, seed=seed)
     m = copy.deepcopy(module).astype(np.float64)

@@ -164,6 +164,31 @@ def test_classification_loss_needs_2d_pred(make: Callable[[], nnkit.Loss]) -> No
         make()(np.zeros(3), np.array([0, 1, 2]))
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint32, np.uint64])
+@pytest.mark.parametrize("make", [nnkit.CrossEntropyLoss, nnkit.NLLLoss])
+def test_any_integer_class_index_dtype(make: Callable[[], nnkit.Loss], dtype: Any) -> None:
+    pred = nnkit.LogSoftmax()(np.arange(6.0).reshape(2, 3))
+    loss_fn = make()
+    assert loss_fn(pred, np.array([2, 0], dtype=dtype)) == pytest.approx(
+        loss_fn(pred, np.array([2, 0]))
+    )
+
+
+def test_one_column_cross_entropy_says_what_to_do() -> None:
+    with pytest.raises(ValueError, match="BCEWithLogitsLoss"):
+        nnkit.CrossEntropyLoss()(np.zeros((2, 1)), np.array([0, 1]))
+
+
+def test_nll_refuses_logits() -> None:
+    with pytest.raises(ValueError, match="log-probabilities"):
+        nnkit.NLLLoss()(np.array([[2.0, -1.0]]), np.array([0]))
+
+
+def test_loss_class_given_an_array_as_reduction() -> None:
+    with pytest.raises(ValueError, match="reduction must be"):
+        nnkit.MSELoss(np.zeros(3))  # type: ignore[arg-type]
+
+
 def test_nll_refuses_float_targets() -> None:
     with pytest.raises(TypeError, match="integer class indices"):
         nnkit.NLLLoss()(np.zeros((2, 3)), np.array([0.0, 1.0]))
@@ -208,6 +233,21 @@ def test_empty_batch(case: LossCase) -> None:
 def test_constructor_arguments_are_validated(make: Callable[[], Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_pos_weight_of_one_entry_broadcasts_like_pytorch() -> None:
+    pred, target = np.array([[0.3, -1.0, 2.0]]), np.array([[1.0, 0.0, 1.0]])
+    one = nnkit.BCEWithLogitsLoss(pos_weight=[2.0])(pred, target)
+    assert one == pytest.approx(nnkit.BCEWithLogitsLoss(pos_weight=[2.0, 2.0, 2.0])(pred, target))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [nnkit.ReLU, nnkit.Identity])
+def test_backward_returns_forward_dtype(make: Callable[[], nnkit.Module], dtype: Any) -> None:
+    layer = make()
+    y = layer(np.ones((2, 2), dtype=dtype))
+    other = np.float64 if dtype == np.float32 else np.float32
+    assert layer.backward(np.ones_like(y, dtype=other)).dtype == dtype
 
 
 def test_pos_weight_must_match_classes() -> None:

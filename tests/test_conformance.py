@@ -77,6 +77,25 @@ class SkipsBiasInAccumulate(nnkit.Dense):
         self.weight.grad += x.T @ grad_out  # type: ignore[union-attr]  # planted bug: no bias
 
 
+class PromotesFloat64Input(nnkit.Module):
+    """Correct in every dtype it is built in, but computes in the input's dtype."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.g = nnkit.Parameter(np.ones(3))
+        self._x: Any = None
+
+    def forward(self, x: Any) -> Any:
+        self._x = np.asarray(x)
+        return self._x * self.g.data  # planted bug: float64 input gives float64 output
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._x is None:
+            raise self._no_cache_error()
+        self.g.grad += (grad_out * self._x).sum(axis=0).astype(self.g.dtype)
+        return (grad_out * self.g.data).astype(self._x.dtype)
+
+
 class NoCacheCheck(nnkit.Module):
     def forward(self, x: Any) -> Any:
         return np.asarray(x) * 2.0
@@ -117,6 +136,7 @@ BROKEN = [
     (MutatesGrad(), "mutated grad_out"),
     (Promotes(3, 2, rng=np.random.default_rng(1)), "returned float64"),
     (NoCacheCheck(), "before forward"),
+    (PromotesFloat64Input(), "float64 input into a float32 module"),
     (SkipsBiasInAccumulate(3, 2, rng=np.random.default_rng(1)), "accumulate_grad"),
     (MixesBatch(), "row 0"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -109,19 +110,48 @@ def test_discovery_walks_attributes_and_lists_and_dedups_shared() -> None:
     assert len(list(model.modules())) == 3  # itself, the shared Dense, the Tanh
 
 
-def test_shared_layer_gradients_accumulate_from_both_uses() -> None:
+def test_same_layer_twice_is_refused_with_a_way_out() -> None:
+    layer = nnkit.Dense(3, 3)
+    with pytest.raises(ValueError, match=r"same object as the module at position 0"):
+        nnkit.Sequential(layer, nnkit.Tanh(), layer)
+    model = nnkit.Sequential(layer)
+    with pytest.raises(ValueError, match=re.escape("second.weight = first.weight")):
+        model.append(layer)
+    assert len(model) == 1
+
+
+def test_tied_weights_collect_gradient_from_both_uses() -> None:
     rng = np.random.default_rng(0)
-    layer = nnkit.Dense(3, 3, rng=rng)
-    model = nnkit.Sequential(layer, nnkit.Tanh(), layer)
-    assert len(list(model.parameters())) == 2
+    first, second = nnkit.Dense(3, 3, rng=rng), nnkit.Dense(3, 3, rng=rng)
+    second.weight = first.weight
+    model = nnkit.Sequential(first, nnkit.Tanh(), second)
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "2.bias"]
     x = rng.normal(size=(4, 3))
-    # a layer used twice keeps one cache: the harness's gradcheck would need two caches;
-    # here we check that both backward passes add into the same grad
-    layer.zero_grad()
-    model(x)
-    first = layer.weight.grad.copy()
-    model.backward(np.ones((4, 3)))
-    assert not np.array_equal(layer.weight.grad, first)
+    assert nnkit.gradcheck(model, x)  # the shared weight's gradient is the sum of both uses
+    check_module(model, x)
+
+
+def test_sequential_subclass_keeps_its_own_parameters() -> None:
+    class Scaled(nnkit.Sequential):
+        def __init__(self) -> None:
+            super().__init__(nnkit.Dense(2, 2))
+            self.scale = nnkit.Parameter(np.ones(1))
+
+    model = Scaled()
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "scale"]
+    assert "scale" in model.state_dict()
+
+
+def test_parameter_copy_and_checks() -> None:
+    p = nnkit.Parameter(np.ones(3))
+    p.grad += 5
+    p.zero_grad()
+    q = copy.copy(p)
+    assert not q.grad.any() and q.grad is p.grad and q.data is p.data
+    with pytest.raises(ValueError, match=r"add_grad got shape \(1,\)"):
+        p.add_grad(np.ones(1))  # would broadcast silently
+    with pytest.raises(TypeError, match="ndarray"):
+        p.grad = [1.0, 2.0, 3.0]  # type: ignore[assignment]
 
 
 def test_train_eval_switch_whole_tree() -> None:

@@ -2,7 +2,8 @@
 
 None of them has parameters. They compute in the input's floating dtype (integer and bool
 input becomes float32), accept any shape, and cache the cheapest thing their backward needs,
-usually their own output. In the equations ``y`` is the output and ``dy = dL/dy``.
+usually their own output: so do not modify a layer's output in place before its backward.
+In the equations ``y`` is the output and ``dy = dL/dy``.
 """
 
 from __future__ import annotations
@@ -50,18 +51,17 @@ class Identity(Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._shape: tuple[int, ...] | None = None
+        self._like: tuple[tuple[int, ...], np.dtype[Any]] | None = None
 
     def forward(self, x: Array) -> Array:
         x = as_float_array(x)
-        self._shape = x.shape
+        self._like = (x.shape, x.dtype)
         return x
 
     def backward(self, grad_out: Array) -> Array:
-        if self._shape is None:
+        if self._like is None:
             raise self._no_cache_error()
-        grad = as_float_array(grad_out)
-        return self._grad_like(grad, self._shape, grad.dtype)
+        return self._grad_like(grad_out, *self._like)
 
 
 class Sigmoid(_CachedOutput):
@@ -96,19 +96,20 @@ class ReLU(Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._mask: Array | None = None
+        self._cache: tuple[Array, np.dtype[Any]] | None = None
 
     def forward(self, x: Array) -> Array:
         x = as_float_array(x)
-        self._mask = mask = x > 0
+        mask = x > 0
+        self._cache = (mask, x.dtype)
         return x * mask
 
     def backward(self, grad_out: Array) -> Array:
-        mask = self._mask
-        if mask is None:
+        if self._cache is None:
             raise self._no_cache_error()
-        grad = as_float_array(grad_out)
-        return self._grad_like(grad, mask.shape, grad.dtype) * mask
+        mask, dtype = self._cache
+        dx: Array = self._grad_like(grad_out, mask.shape, dtype) * mask
+        return dx
 
 
 class LeakyReLU(_CachedOutput):
