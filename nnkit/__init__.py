@@ -4,7 +4,7 @@ Layers own their parameters, caches and gradients; containers chain them; losses
 float and their gradient; optimizers update parameters in place. See docs/architecture.md.
 """
 
-from nnkit import callbacks, functional, init, metrics
+from nnkit import callbacks, data, datasets, functional, init, metrics, optim, testing
 from nnkit.containers import Sequential
 from nnkit.gradcheck import GradcheckError, gradcheck
 from nnkit.layers import (
@@ -87,6 +87,8 @@ __all__ = [
     "UnsafeFileError",
     "__version__",
     "callbacks",
+    "data",
+    "datasets",
     "evaluate",
     "fit",
     "functional",
@@ -96,10 +98,12 @@ __all__ = [
     "load_checkpoint",
     "load_weights",
     "metrics",
+    "optim",
     "predict",
     "register_module",
     "save",
     "save_checkpoint",
     "save_weights",
     "summary",
+    "testing",
 ]
