@@ -14,28 +14,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nnkit._checks import as_generator, check_int
+
+# nnkit/training.py still imports the old private name from here; drop this once it imports
+# check_int from nnkit._checks.
+_check_int = check_int
+
 __all__ = ["DataLoader", "train_test_split"]
-
-
-def _as_generator(rng: np.random.Generator | None) -> np.random.Generator:
-    """Return ``rng``, or a fresh unseeded Generator for None."""
-    if rng is None:
-        return np.random.default_rng()
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a np.random.Generator or None, got {type(rng).__name__}; "
-            "pass np.random.default_rng(seed)"
-        )
-    return rng
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, raising if it is not an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _as_arrays(arrays: tuple[ArrayLike, ...], caller: str) -> tuple[NDArray[Any], ...]:
@@ -90,10 +75,10 @@ class DataLoader:
         rng: np.random.Generator | None = None,
     ) -> None:
         self.arrays = _as_arrays(arrays, "DataLoader")
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.rng = _as_generator(rng)
+        self.rng = as_generator(rng)
 
     def __len__(self) -> int:
         n = len(self.arrays[0])
@@ -137,7 +122,7 @@ def train_test_split(
         stratify: class labels of length N to keep class proportions equal in both parts.
     """
     arrays_ = _as_arrays(arrays, "train_test_split")
-    rng = _as_generator(rng)
+    rng = as_generator(rng)
     n = len(arrays_[0])
     n_test = _test_count(test_size, n)
 

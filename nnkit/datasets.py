@@ -10,31 +10,21 @@ For a binary loss that wants float targets of shape (N, 1), use
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from nnkit.data import _as_generator, _check_int
+from nnkit._checks import as_generator, check_int, check_real
 
 __all__ = ["blobs", "circles", "moons", "spirals", "xor"]
 
 _Dataset = tuple[NDArray[np.float32], NDArray[Any]]
 
 
-def _check_nonnegative(name: str, value: float) -> float:
-    """Return ``value`` as a float, raising unless it is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return float(value)
-
-
 def _split_two(n_samples: int) -> tuple[int, int]:
     """Sizes of class 0 and class 1 for two-class data: class 1 gets the odd sample."""
-    n = _check_int("n_samples", n_samples, 2)
+    n = check_int("n_samples", n_samples, 2)
     return n // 2, n - n // 2
 
 
@@ -71,10 +61,10 @@ def spirals(
     Returns:
         X: float32 (K n, 2); y: int64 (K n,) class indices, class k in rows k n .. (k+1) n - 1.
     """
-    n = _check_int("n_per_class", n_per_class, 2)
-    k = _check_int("n_classes", n_classes, 1)
-    noise = _check_nonnegative("noise", noise)
-    rng = _as_generator(rng)
+    n = check_int("n_per_class", n_per_class, 2)
+    k = check_int("n_classes", n_classes, 1)
+    noise = check_real("noise", noise, minimum=0, finite=True)
+    rng = as_generator(rng)
     t = np.linspace(0.0, 1.0, n)
     r = np.tile(t, k)
     theta = (4.0 * (np.arange(k)[:, None] + t)).reshape(-1) + noise * rng.standard_normal(k * n)
@@ -96,8 +86,8 @@ def moons(
         X: float32 (n_samples, 2); y: int64 (n_samples,) with values 0 and 1.
     """
     n0, n1 = _split_two(n_samples)
-    noise = _check_nonnegative("noise", noise)
-    rng = _as_generator(rng)
+    noise = check_real("noise", noise, minimum=0, finite=True)
+    rng = as_generator(rng)
     t0, t1 = np.linspace(0.0, np.pi, n0), np.linspace(0.0, np.pi, n1)
     X = np.concatenate(
         [
@@ -129,10 +119,10 @@ def circles(
         X: float32 (n_samples, 2); y: int64 (n_samples,), 0 outer and 1 inner.
     """
     n0, n1 = _split_two(n_samples)
-    noise = _check_nonnegative("noise", noise)
-    if not 0.0 < _check_nonnegative("factor", factor) < 1.0:
+    noise = check_real("noise", noise, minimum=0, finite=True)
+    if not 0.0 < check_real("factor", factor) < 1.0:
         raise ValueError(f"factor must be in (0, 1) (inner radius / outer radius), got {factor}")
-    rng = _as_generator(rng)
+    rng = as_generator(rng)
     t0 = np.linspace(0.0, 2 * np.pi, n0, endpoint=False)
     t1 = np.linspace(0.0, 2 * np.pi, n1, endpoint=False)
     radius = np.repeat([1.0, factor], [n0, n1])
@@ -160,12 +150,12 @@ def blobs(
     Returns:
         X: float32 (n_samples, n_features); y: int64 (n_samples,) with values 0..K-1.
     """
-    n = _check_int("n_samples", n_samples, 1)
-    d = _check_int("n_features", n_features, 1)
-    std = _check_nonnegative("cluster_std", cluster_std)
-    rng = _as_generator(rng)
+    n = check_int("n_samples", n_samples, 1)
+    d = check_int("n_features", n_features, 1)
+    std = check_real("cluster_std", cluster_std, minimum=0, finite=True)
+    rng = as_generator(rng)
     if isinstance(centers, (int, np.integer)) and not isinstance(centers, bool):
-        k = _check_int("centers", centers, 1)
+        k = check_int("centers", centers, 1)
         c = rng.uniform(-10.0, 10.0, size=(k, d))
     else:
         c = np.asarray(centers, dtype=np.float64)

@@ -101,11 +101,19 @@ def test_empty_parameters_and_non_finite_norms():
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda p: clip_grad_norm_(p, -1.0), ValueError, "max_norm: -1.0"),
-        (lambda p: clip_grad_norm_(p, 1.0, norm_type=0), ValueError, "norm_type: 0"),
-        (lambda p: clip_grad_norm_(p, 1.0, norm_type=-2.0), ValueError, "norm_type: -2.0"),
+        (lambda p: clip_grad_norm_(p, -1.0), ValueError, "max_norm must be >= 0, got -1.0"),
+        (
+            lambda p: clip_grad_norm_(p, 1.0, norm_type=0),
+            ValueError,
+            "norm_type must be > 0, or inf, got 0",
+        ),
+        (
+            lambda p: clip_grad_norm_(p, 1.0, norm_type=-2.0),
+            ValueError,
+            "norm_type must be > 0, or inf, got -2.0",
+        ),
         (lambda p: clip_grad_norm_(p, "1"), TypeError, "'1'"),
-        (lambda p: clip_grad_value_(p, -0.5), ValueError, "clip_value: -0.5"),
+        (lambda p: clip_grad_value_(p, -0.5), ValueError, "clip_value must be >= 0, got -0.5"),
         (lambda p: clip_grad_norm_([p, np.zeros(2)], 1.0), TypeError, "item 1 is a ndarray"),
     ],
 )

@@ -107,7 +107,7 @@ def test_blobs_random_centers_in_box() -> None:
         (spirals, {"n_classes": 2.5}, TypeError, "n_classes must be an int"),
         (spirals, {"noise": -0.1}, ValueError, "noise must be a finite number >= 0, got -0.1"),
         (spirals, {"noise": float("inf")}, ValueError, "noise must be a finite number"),
-        (spirals, {"noise": "0.1"}, TypeError, "noise must be a number"),
+        (spirals, {"noise": "0.1"}, TypeError, "noise must be a real number"),
         (moons, {"n_samples": 1}, ValueError, "n_samples must be >= 2"),
         (moons, {"rng": 3}, TypeError, "np.random.default_rng"),
         (circles, {"factor": 1.0}, ValueError, r"factor must be in \(0, 1\)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -88,7 +89,7 @@ def rmsprop_ref(theta: np.ndarray, grad: np.ndarray, s: dict[str, Any], t: int, 
     if h["centered"]:
         g_ave = alpha * s.get("g_ave", 0) + (1 - alpha) * g
         s["g_ave"] = g_ave
-        v_tilde = v - g_ave**2
+        v_tilde = np.maximum(v - g_ave**2, 0)  # nnkit's clamp (PyTorch has none)
     if h["momentum"] > 0:
         b = h["momentum"] * s.get("b", 0) + g / (np.sqrt(v_tilde) + h["eps"])
         s["b"] = b
@@ -202,7 +203,8 @@ def test_matches_reference_formula(case):
             group["lr"] = h["lr"] = base * (1 + 0.1 * t)
         grads = [gradient(theta, t, seed=i) for i, theta in enumerate(thetas)]
         for p, g in zip(params, grads, strict=True):
-            p.grad[...] = g
+            p.zero_grad()  # as a training step does: the lazy zero, then a layer's add_grad
+            p.add_grad(g)
         opt.step()
         for i, p in enumerate(params):
             thetas[i] = REFERENCES[cls](thetas[i], grads[i], ref_states[i], t, hyper[i])
@@ -234,6 +236,22 @@ def test_float32_state_and_buffers_reused(case):
                 assert buffers.setdefault((i, key), id(value)) == id(value), "reallocated"
     for p, q in zip(params, reference, strict=True):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-4, atol=1e-5)
+
+
+def test_centered_rmsprop_stays_finite_when_the_variance_rounds_below_zero():
+    """A constant float32 gradient: v - ḡ² is 0 in exact arithmetic, but rounding makes it
+    slightly negative at some steps, and its square root NaN unless clamped at 0."""
+    p = Parameter(np.zeros(100), dtype=np.float32)
+    opt = RMSprop([p], lr=1e-3, centered=True)
+    grad = np.full(100, 0.1, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # sqrt of a negative number warns
+        for _ in range(3000):
+            p.zero_grad()
+            p.add_grad(grad)
+            opt.step()
+    assert p.data.dtype == np.float32 and np.isfinite(p.data).all()
+    assert np.isfinite(opt.state[p]["square_avg"]).all()
 
 
 def _assert_plain(value: Any, where: str = "state_dict") -> None:
@@ -404,26 +422,46 @@ def _p():
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda: SGD([_p()], lr=-0.1), ValueError, "lr: -0.1"),
-        (lambda: SGD([_p()], momentum=-0.5), ValueError, "momentum: -0.5"),
-        (lambda: SGD([_p()], weight_decay=-1e-4), ValueError, "weight_decay: -0.0001"),
-        (lambda: SGD([_p()], lr=float("nan")), ValueError, "lr: nan"),
-        (lambda: SGD([_p()], lr="0.1"), TypeError, "'0.1'"),
+        (lambda: SGD([_p()], lr=-0.1), ValueError, "lr must be >= 0, got -0.1"),
+        (lambda: SGD([_p()], momentum=-0.5), ValueError, "momentum must be >= 0, got -0.5"),
+        (
+            lambda: SGD([_p()], weight_decay=-1e-4),
+            ValueError,
+            "weight_decay must be >= 0, got -0.0001",
+        ),
+        (lambda: SGD([_p()], lr=float("nan")), ValueError, "lr must be >= 0, got nan"),
+        (lambda: SGD([_p()], lr="0.1"), TypeError, "lr must be a real number, got '0.1'"),
         (lambda: SGD([_p()], nesterov=True), ValueError, "momentum=0"),
         (lambda: SGD([_p()], momentum=0.9, dampening=0.1, nesterov=True), ValueError, "0.1"),
-        (lambda: Adam([_p()], betas=(1.0, 0.999)), ValueError, "index 0: 1.0"),
-        (lambda: Adam([_p()], betas=(0.9, -0.1)), ValueError, "index 1: -0.1"),
+        (
+            lambda: Adam([_p()], betas=(1.0, 0.999)),
+            ValueError,
+            r"betas\[0\] must be in \[0, 1\), got 1.0",
+        ),
+        (
+            lambda: Adam([_p()], betas=(0.9, -0.1)),
+            ValueError,
+            r"betas\[1\] must be in \[0, 1\), got -0.1",
+        ),
         (lambda: Adam([_p()], betas=(0.9,)), ValueError, "pair"),
-        (lambda: Adam([_p()], eps=-1e-8), ValueError, "eps: -1e-08"),
-        (lambda: AdamW([_p()], weight_decay=-0.01), ValueError, "weight_decay: -0.01"),
+        (lambda: Adam([_p()], eps=-1e-8), ValueError, "eps must be >= 0, got -1e-08"),
+        (
+            lambda: AdamW([_p()], weight_decay=-0.01),
+            ValueError,
+            "weight_decay must be >= 0, got -0.01",
+        ),
         (lambda: AdamW([_p()], betas=(0.9, 1.5)), ValueError, "1.5"),
-        (lambda: RMSprop([_p()], alpha=-0.1), ValueError, "alpha: -0.1"),
-        (lambda: RMSprop([_p()], alpha=1.5), ValueError, "alpha: 1.5"),
-        (lambda: RMSprop([_p()], momentum=-1), ValueError, "momentum: -1"),
-        (lambda: RMSprop([_p()], eps=-1.0), ValueError, "eps: -1.0"),
-        (lambda: Adagrad([_p()], lr_decay=-1), ValueError, "lr_decay: -1"),
-        (lambda: Adagrad([_p()], initial_accumulator_value=-2), ValueError, "value: -2"),
-        (lambda: Adagrad([_p()], eps=-1), ValueError, "eps: -1"),
+        (lambda: RMSprop([_p()], alpha=-0.1), ValueError, "alpha must be >= 0, got -0.1"),
+        (lambda: RMSprop([_p()], alpha=1.5), ValueError, r"alpha must be in \[0, 1\], got 1.5"),
+        (lambda: RMSprop([_p()], momentum=-1), ValueError, "momentum must be >= 0, got -1"),
+        (lambda: RMSprop([_p()], eps=-1.0), ValueError, "eps must be >= 0, got -1.0"),
+        (lambda: Adagrad([_p()], lr_decay=-1), ValueError, "lr_decay must be >= 0, got -1"),
+        (
+            lambda: Adagrad([_p()], initial_accumulator_value=-2),
+            ValueError,
+            "initial_accumulator_value must be >= 0, got -2",
+        ),
+        (lambda: Adagrad([_p()], eps=-1), ValueError, "eps must be >= 0, got -1"),
         (lambda: SGD(np.zeros(3)), TypeError, "ndarray"),
         (lambda: SGD(_p()), TypeError, "Parameter"),
         (lambda: SGD([]), ValueError, "empty"),
@@ -431,7 +469,7 @@ def _p():
         (lambda: SGD([{"params": {_p()}}]), TypeError, "set"),
         (lambda: SGD([{"params": []}]), ValueError, "no parameters"),
         (lambda: SGD([{"lr": 0.1}]), TypeError, "'params'"),
-        (lambda: SGD([{"params": [_p()], "lr": -3.0}]), ValueError, "lr: -3.0"),
+        (lambda: SGD([{"params": [_p()], "lr": -3.0}]), ValueError, "lr must be >= 0, got -3.0"),
     ],
 )
 def test_argument_errors_name_the_bad_value(make, error, match):

@@ -199,20 +199,20 @@ def test_every_builtin_class_is_registered(tmp_path: Path) -> None:
     assert _BY_CLASS[nnkit.Sequential] == "Sequential"
 
 
-def test_nested_mixed_dtype_and_shared_layers_round_trip(tmp_path: Path) -> None:
+def test_nested_mixed_dtype_round_trip(tmp_path: Path) -> None:
+    """(A module shared within the tree is covered by ``Tied`` in custom_model: Sequential
+    refuses the same module twice.)"""
     rng = np.random.default_rng(2)
-    shared = nnkit.Dense(4, 4, rng=rng, dtype=np.float64)
     model = nnkit.Sequential(
         nnkit.Sequential(nnkit.Dense(3, 4, rng=rng, dtype=np.float64), nnkit.ReLU()),
-        shared,
+        nnkit.Dense(4, 4, rng=rng, dtype=np.float64),
         nnkit.Tanh(),
-        shared,
         nnkit.Sequential(nnkit.Dense(4, 2, rng=rng, bias=False)),
     )
-    model[4].eval()
+    model[3].eval()
     ser.save(model, tmp_path / "m.npz")
     loaded = ser.load(tmp_path / "m.npz")
-    assert loaded[1] is loaded[3] and loaded[0][0] is not loaded[1]
+    assert loaded[0][0] is not loaded[1]
     assert state_equal(loaded, model) and repr(loaded) == repr(model)
     assert [m.training for m in loaded.modules()] == [m.training for m in model.modules()]
 
@@ -655,22 +655,22 @@ MISMATCHES: list[tuple[str, Callable[[], nnkit.Module], str]] = [
     (
         "missing-key",
         lambda: nnkit.Sequential(*small_model(), nnkit.Dense(2, 2)),
-        r"missing keys \(in the model, not in the file\): 3\.weight, 3\.bias",
+        r"missing keys: 3\.weight, 3\.bias",
     ),
     (
         "unexpected-key",
         lambda: nnkit.Sequential(*list(small_model())[:2]),
-        r"unexpected keys \(in the file, not in the model\): 2\.weight, 2\.bias",
+        r"unexpected keys: 2\.weight, 2\.bias",
     ),
     (
         "wrong-shape",
         lambda: nnkit.Sequential(nnkit.Dense(3, 5), nnkit.Tanh(), nnkit.Dense(5, 2)),
-        r"0\.weight: shape \(3, 4\) in the file, \(3, 5\) in the model",
+        r"0\.weight: shape \(3, 4\) in the state, \(3, 5\) in the model",
     ),
     (
         "wrong-dtype",
         lambda: small_model(3, np.float64),
-        "0.weight: dtype float32 in the file, float64 in the model",
+        "0.weight: dtype float32 in the state, float64 in the model",
     ),
 ]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from numbers import Real
 
 import numpy as np
 
+from nnkit._checks import check_real
 from nnkit.optim.optimizer import Optimizer, ParamGroup, State
 from nnkit.parameter import Parameter
 
@@ -80,10 +80,8 @@ class Adam(Optimizer):
         if len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):
-            if isinstance(beta, bool) or not isinstance(beta, Real):
-                raise TypeError(f"beta parameter at index {i} must be a real number: {beta!r}")
-            if not 0 <= float(beta) < 1:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta!r} (need [0, 1))")
+            if not 0 <= check_real(f"betas[{i}]", beta) < 1:
+                raise ValueError(f"betas[{i}] must be in [0, 1), got {beta}")
 
     def _init_state(self, param: Parameter, group: ParamGroup) -> State:
         state = {"exp_avg": np.zeros_like(param.data), "exp_avg_sq": np.zeros_like(param.data)}

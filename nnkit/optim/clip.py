@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from numbers import Real
 
 import numpy as np
 
-from nnkit.optim.optimizer import check_nonnegative
+from nnkit._checks import check_real
 from nnkit.parameter import Parameter
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
@@ -36,11 +35,9 @@ def clip_grad_norm_(
         The total norm of the gradients *before* clipping, as a float.
     """
     params = _as_list(params)
-    check_nonnegative("max_norm", max_norm)
-    if isinstance(norm_type, bool) or not isinstance(norm_type, Real):
-        raise TypeError(f"norm_type must be a real number, got {norm_type!r}")
-    if not float(norm_type) > 0:
-        raise ValueError(f"Invalid norm_type: {norm_type!r} (must be > 0, or inf)")
+    check_real("max_norm", max_norm, minimum=0)
+    if not check_real("norm_type", norm_type) > 0:
+        raise ValueError(f"norm_type must be > 0, or inf, got {norm_type}")
     if not params:
         return 0.0
     norms = [np.linalg.norm(p.grad.ravel(), ord=norm_type) if p.size else 0.0 for p in params]
@@ -60,7 +57,7 @@ def clip_grad_value_(params: Parameter | Iterable[Parameter], clip_value: float)
         clip_value: the largest allowed absolute value (>= 0).
     """
     params = _as_list(params)
-    check_nonnegative("clip_value", clip_value)
+    check_real("clip_value", clip_value, minimum=0)
     for param in params:
         np.clip(param.grad, -clip_value, clip_value, out=param.grad)
 

@@ -12,9 +12,9 @@ import copy
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from numbers import Integral, Real
 from typing import Any
 
+from nnkit._checks import check_int, check_real
 from nnkit.optim.optimizer import Optimizer, ParamGroup
 
 __all__ = [
@@ -81,7 +81,7 @@ class LRScheduler(_Scheduler):
             for group in self.optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
         else:
-            _check_int("last_epoch", last_epoch, minimum=0)
+            check_int("last_epoch", last_epoch, minimum=0)
             for i, group in enumerate(self.optimizer.param_groups):
                 if "initial_lr" not in group:
                     raise ValueError(
@@ -158,8 +158,8 @@ class StepLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
-        self.step_size = _check_int("step_size", step_size, minimum=1)
-        self.gamma = _check_real("gamma", gamma)
+        self.step_size = check_int("step_size", step_size, minimum=1)
+        self.gamma = check_real("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -182,9 +182,9 @@ class MultiStepLR(LRScheduler):
         gamma: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
-        counts = Counter(_check_int("milestone", m, minimum=0) for m in milestones)
+        counts = Counter(check_int("milestone", m, minimum=0) for m in milestones)
         self.milestones: dict[int, int] = dict(sorted(counts.items()))
-        self.gamma = _check_real("gamma", gamma)
+        self.gamma = check_real("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -198,7 +198,7 @@ class ExponentialLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every epoch: alone, ``initial_lr * gamma**t``."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = _check_real("gamma", gamma)
+        self.gamma = check_real("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -223,8 +223,8 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ) -> None:
-        self.T_max = _check_int("T_max", T_max, minimum=1)
-        self.eta_min = _check_real("eta_min", eta_min)
+        self.T_max = check_int("T_max", T_max, minimum=1)
+        self.eta_min = check_real("eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -256,13 +256,13 @@ class LinearLR(LRScheduler):
         total_iters: int = 5,
         last_epoch: int = -1,
     ) -> None:
-        if not 0 < _check_real("start_factor", start_factor) <= 1:
-            raise ValueError(f"Invalid start_factor: {start_factor!r} (must be in (0, 1])")
-        if not 0 <= _check_real("end_factor", end_factor) <= 1:
-            raise ValueError(f"Invalid end_factor: {end_factor!r} (must be in [0, 1])")
+        if not 0 < check_real("start_factor", start_factor) <= 1:
+            raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
+        if not 0 <= check_real("end_factor", end_factor) <= 1:
+            raise ValueError(f"end_factor must be in [0, 1], got {end_factor}")
         self.start_factor = start_factor
         self.end_factor = end_factor
-        self.total_iters = _check_int("total_iters", total_iters, minimum=1)
+        self.total_iters = check_int("total_iters", total_iters, minimum=1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -316,14 +316,14 @@ class OneCycleLR(LRScheduler):
     ) -> None:
         _Scheduler.__init__(self, optimizer)
         if total_steps is not None:
-            self.total_steps = _check_int("total_steps", total_steps, minimum=1)
+            self.total_steps = check_int("total_steps", total_steps, minimum=1)
         elif epochs is not None and steps_per_epoch is not None:
-            epochs = _check_int("epochs", epochs, minimum=1)
-            self.total_steps = epochs * _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+            epochs = check_int("epochs", epochs, minimum=1)
+            self.total_steps = epochs * check_int("steps_per_epoch", steps_per_epoch, minimum=1)
         else:
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
-        if not 0 <= _check_real("pct_start", pct_start) <= 1:
-            raise ValueError(f"Invalid pct_start: {pct_start!r} (must be in [0, 1])")
+        if not 0 <= check_real("pct_start", pct_start) <= 1:
+            raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
@@ -424,21 +424,21 @@ class ReduceLROnPlateau(_Scheduler):
         eps: float = 1e-8,
     ) -> None:
         super().__init__(optimizer)
-        if not 0 <= _check_real("factor", factor) < 1:
-            raise ValueError(f"Invalid factor: {factor!r} (must be in [0, 1))")
+        if not 0 <= check_real("factor", factor) < 1:
+            raise ValueError(f"factor must be in [0, 1), got {factor}")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         self.factor = factor
         self.mode = mode
-        self.threshold = _check_real("threshold", threshold)
+        self.threshold = check_real("threshold", threshold)
         self.threshold_mode = threshold_mode
-        self.patience = _check_int("patience", patience, minimum=0)
-        self.cooldown = _check_int("cooldown", cooldown, minimum=0)
+        self.patience = check_int("patience", patience, minimum=0)
+        self.cooldown = check_int("cooldown", cooldown, minimum=0)
         self.min_lrs = _per_group("min_lr", min_lr, optimizer.param_groups)
         self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
-        self.eps = _check_real("eps", eps)
+        self.eps = check_real("eps", eps)
         self.last_epoch = 0
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
@@ -499,19 +499,5 @@ def _per_group(name: str, value: float | Sequence[float], groups: list[ParamGrou
     if isinstance(value, (list, tuple)):
         if len(value) != len(groups):
             raise ValueError(f"expected {len(groups)} values for {name}, got {len(value)}")
-        return [_check_real(name, v) for v in value]
-    return [_check_real(name, value)] * len(groups)
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= {minimum})")
-    return int(value)
+        return [check_real(name, v) for v in value]
+    return [check_real(name, value)] * len(groups)

@@ -9,12 +9,13 @@ arrays and numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from nnkit._checks import check_real
 from nnkit.parameter import Parameter
 
 __all__ = ["Optimizer", "ParamGroup", "State"]
@@ -247,7 +248,7 @@ class Optimizer:
     def _check_nonnegative(group: ParamGroup, *names: str) -> None:
         """Check that each named hyperparameter of ``group`` is a real number >= 0."""
         for name in names:
-            check_nonnegative(name, group[name])
+            check_real(name, group[name], minimum=0)
 
     # -- internals -------------------------------------------------------------------------------
     def _all_params(self) -> list[Parameter]:
@@ -287,11 +288,3 @@ class Optimizer:
             else:
                 state[key] = np.array(array, dtype=param.dtype, copy=True)
         return state
-
-
-def check_nonnegative(name: str, value: object) -> None:
-    """Raise TypeError, naming the value, unless it is a real number; ValueError if < 0 or NaN."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not float(value) >= 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= 0)")

@@ -23,7 +23,7 @@ class RMSprop(Optimizer):
         ṽ_t = v_t
         if centered:
             ḡ_t = alpha ḡ_{t-1} + (1 - alpha) g_t  ḡ_0 = 0
-            ṽ_t = v_t - ḡ_t²
+            ṽ_t = max(v_t - ḡ_t², 0)
         if μ > 0:
             b_t = μ b_{t-1} + g_t / (√ṽ_t + ε)  b_0 = 0
             θ_t = θ_{t-1} - lr b_t
@@ -31,7 +31,9 @@ class RMSprop(Optimizer):
             θ_t = θ_{t-1} - lr g_t / (√ṽ_t + ε)
 
     As in PyTorch, ε is added after the square root (TensorFlow adds it inside), there is no
-    bias correction, and momentum accumulates the already-normalized step.
+    bias correction, and momentum accumulates the already-normalized step. Unlike PyTorch,
+    the centered ṽ_t is clamped at 0: rounding can make v_t - ḡ_t² slightly negative (e.g. a
+    constant gradient in float32), where PyTorch's formula takes the root of it and gives NaN.
 
     Args:
         params: Parameters, or dicts defining parameter groups.
@@ -76,7 +78,7 @@ class RMSprop(Optimizer):
     def _check_group(self, group: ParamGroup) -> None:
         self._check_nonnegative(group, "lr", "alpha", "eps", "weight_decay", "momentum")
         if group["alpha"] > 1:
-            raise ValueError(f"Invalid alpha: {group['alpha']!r} (must be in [0, 1])")
+            raise ValueError(f"alpha must be in [0, 1], got {group['alpha']}")
 
     def _init_state(self, param: Parameter, group: ParamGroup) -> State:
         state = {"square_avg": np.zeros_like(param.data)}
@@ -96,7 +98,9 @@ class RMSprop(Optimizer):
             grad_avg = state["grad_avg"]
             grad_avg *= alpha
             grad_avg += (1 - alpha) * grad
-            denom = np.sqrt(square_avg - np.square(grad_avg))
+            denom = square_avg - np.square(grad_avg)
+            np.maximum(denom, 0, out=denom)  # rounding can leave it just below 0 (NaN in PyTorch)
+            np.sqrt(denom, out=denom)
         else:
             denom = np.sqrt(square_avg)
         denom += float(group["eps"])

@@ -6,15 +6,11 @@ from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
+from nnkit._checks import as_generator
 from nnkit.module import Module
 from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
 from nnkit.serialization.errors import CorruptFileError, StateMismatchError
-from nnkit.serialization.model import (
-    assign_weights,
-    decode_weights,
-    encode_weights,
-    weight_problems,
-)
+from nnkit.serialization.model import assign_weights, decode_weights, encode_weights
 from nnkit.serialization.tree import ArraySink, ArraySource, decode, encode
 
 __all__ = ["Checkpoint", "Stateful", "load_checkpoint", "save_checkpoint"]
@@ -65,7 +61,8 @@ def save_checkpoint(
         raise TypeError(f"save_checkpoint model= takes an nnkit Module, got {type(model).__name__}")
     if epoch is not None and (type(epoch) is not int):
         raise TypeError(f"epoch must be an int or None, got {epoch!r}")
-    _check_rng(rng)
+    if rng is not None:
+        as_generator(rng)  # only checks its type
     sink = ArraySink()
     weights = encode_weights({n: p.data for n, p in model.named_parameters()}, sink)
 
@@ -107,9 +104,10 @@ def load_checkpoint(
     from there is bitwise identical to never having stopped, when the checkpoint was taken at
     an epoch boundary (see docs/saving.md).
 
-    All or nothing: the whole file is read and checked, and the weights and generator state
-    are checked against ``model`` and ``rng``, before anything changes; if the optimizer or
-    scheduler then rejects its state, those already restored are put back as they were.
+    All or nothing: the whole file is read and checked, and the generator state is checked
+    against ``rng``, before anything changes; the weights are then checked against ``model``
+    before any is assigned; if the optimizer or scheduler then rejects its state, the weights
+    and the states already restored are put back as they were.
 
     Raises:
         CorruptFileError, UnsafeFileError, FormatVersionError: as for :func:`nnkit.load`.
@@ -118,7 +116,8 @@ def load_checkpoint(
     """
     if not isinstance(model, Module):
         raise TypeError(f"load_checkpoint model= takes an nnkit Module, got {type(model).__name__}")
-    _check_rng(rng)
+    if rng is not None:
+        as_generator(rng)  # only checks its type
     header, source = read_file(path, ("checkpoint",))
     weights = decode_weights(header["weights"], source)
     saved_optimizer = _decode_component(header["optimizer"], "optimizer", source)
@@ -131,12 +130,6 @@ def load_checkpoint(
     source.check_all_taken()
 
     # Check what can be checked without changing anything.
-    problems = weight_problems(model, weights)
-    if problems:
-        raise StateMismatchError(
-            f"the weights in {source.path} do not fit this {type(model).__name__}; nothing was "
-            "changed:\n  " + "\n  ".join(problems)
-        )
     targets = (("optimizer", optimizer, saved_optimizer), ("scheduler", scheduler, saved_scheduler))
     for section, obj, saved in targets:
         if obj is None:
@@ -154,8 +147,10 @@ def load_checkpoint(
     if rng is not None:
         _check_rng_state(rng, saved_rng, source.path)
 
-    # Restore, putting back the earlier states on failure.
-    restored: list[tuple[str, Stateful, Any]] = []
+    # Restore: the weights first (load_state_dict checks them all before assigning any), then
+    # the optimizer and scheduler, putting back the earlier states, weights included, on failure.
+    restored: list[tuple[str, Stateful, Any]] = [("model", model, model.state_dict())]
+    assign_weights(model, weights, source.path)
     for section, obj, saved in targets:
         if obj is None or saved is None:
             continue
@@ -168,7 +163,6 @@ def load_checkpoint(
                 f"the {section} state in {source.path} does not fit this {type(obj).__name__} "
                 f"({type(exc).__name__}: {exc}); {outcome}"
             ) from exc
-    assign_weights(model, weights, source.path)
     if rng is not None:
         rng.bit_generator.state = saved_rng
     return {"epoch": epoch, "extra": extra}
@@ -194,14 +188,6 @@ def _decode_component(node: Any, section: str, source: ArraySource) -> tuple[str
     if type(node) is not dict or set(node) != {"class", "state"} or type(node["class"]) is not str:
         raise CorruptFileError(f"{source.path}: the {section} entry is not {{class, state}}")
     return node["class"], decode(node["state"], source, f"the {section} state")
-
-
-def _check_rng(rng: object) -> None:
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a np.random.Generator or None, got {type(rng).__name__} (pass the "
-            "generator your DataLoader shuffles with)"
-        )
 
 
 def _check_rng_state(rng: np.random.Generator, state: Any, path: str) -> None:

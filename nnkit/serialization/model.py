@@ -138,36 +138,12 @@ def decode_weights(names: list[str], source: ArraySource) -> dict[str, Array]:
     return {name: source.take(f"weights/{name}", f"the weight {name!r}") for name in names}
 
 
-def weight_problems(model: Module, weights: Mapping[str, Array]) -> list[str]:
-    """What stops ``model.load_state_dict(weights)`` (strict): keys, shapes, dtypes."""
-    params = dict(model.named_parameters())
-    problems = []
-    missing = [name for name in params if name not in weights]
-    unexpected = [name for name in weights if name not in params]
-    if missing:
-        problems.append(f"missing keys (in the model, not in the file): {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys (in the file, not in the model): {', '.join(unexpected)}")
-    for name, param in params.items():
-        array = weights.get(name)
-        if array is None:
-            continue
-        if array.shape != param.shape:
-            problems.append(f"{name}: shape {array.shape} in the file, {param.shape} in the model")
-        elif array.dtype != param.dtype:
-            problems.append(f"{name}: dtype {array.dtype} in the file, {param.dtype} in the model")
-    return problems
-
-
 def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> None:
-    """Load ``weights`` into ``model`` if they fit exactly; else StateMismatchError, unchanged."""
-    problems = weight_problems(model, weights)
-    if problems:
-        raise StateMismatchError(
-            f"the weights in {path} do not fit this {type(model).__name__}; nothing was "
-            "changed:\n  " + "\n  ".join(problems)
-        )
-    model.load_state_dict(weights)
+    """``model.load_state_dict(weights)``: all or nothing, a mismatch as StateMismatchError."""
+    try:
+        model.load_state_dict(weights)
+    except ValueError as exc:
+        raise StateMismatchError(f"the weights in {path} do not fit: {exc}") from exc
 
 
 def _live_state(model: Module) -> dict[str, Array]:
