@@ -16,10 +16,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from nnkit._checks import as_generator, check_int
 
-# nnkit/training.py still imports the old private name from here; drop this once it imports
-# check_int from nnkit._checks.
-_check_int = check_int
-
 __all__ = ["DataLoader", "train_test_split"]
 
 

@@ -10,7 +10,8 @@ comes out of the model (logits, probabilities, regression values); ``target`` is
   * **multiclass**, ``pred`` of shape (N, C) with C >= 2: the predicted class is
     ``argmax(pred, axis=1)``, which is the same for logits, probabilities and
     log-probabilities. ``target`` is integer class indices of shape (N,), or one-hot or
-    probability rows of shape (N, C) (then the target class is their argmax).
+    probability rows of shape (N, C) with values in [0, 1] (then the target class is their
+    argmax; rows with other values, such as regression targets, are an error).
   * **binary**, ``pred`` of shape (N,) or (N, 1): class 1 is ``pred > 0.5`` for
     probabilities, ``pred > 0`` for logits (``from_logits=True``); the two agree because
     ``sigmoid(0) = 0.5``. ``target`` has N values in [0, 1], shape (N,) or (N, 1); class 1 is
@@ -19,6 +20,8 @@ comes out of the model (logits, probabilities, regression values); ``target`` is
 
   The name ``"accuracy"`` resolves to ``Accuracy(from_logits=True)`` when the loss is
   :class:`~nnkit.BCEWithLogitsLoss` and to ``Accuracy()`` otherwise (see :func:`get_metric`).
+  ``fit`` and ``evaluate`` check all of ``y`` with :meth:`Accuracy.check_targets` before
+  they start, so targets that cannot be classes (regression values) fail up front.
   Multi-label outputs (several independent sigmoid columns) are not covered: pass a callable.
 - :func:`mse` -- ``mean((pred - target)^2)``, :func:`mae` -- ``mean(|pred - target|)``, over all
   elements; ``pred`` and ``target`` must have the same shape (no broadcasting).
@@ -56,6 +59,7 @@ class Accuracy:
     ============  ================================  =========================================
     (N, C), C>=2  (N,) integer class indices        argmax(pred, 1) / target
     (N, C), C>=2  (N, C) one-hot or probabilities   argmax(pred, 1) / argmax(target, 1)
+                  in [0, 1]
     (N,), (N, 1)  (N,) or (N, 1) values in [0, 1]   pred > 0.5 (pred > 0 if from_logits) /
                                                     target > 0.5
     ============  ================================  =========================================
@@ -88,7 +92,8 @@ class Accuracy:
         if np.any(t < 0) or np.any(t > 1):
             raise ValueError(
                 f"binary accuracy expects targets in [0, 1], got values in "
-                f"[{t.min()}, {t.max()}]; for class indices use a pred with one column per class"
+                f"[{t.min()}, {t.max()}]; for class indices use a pred with one column per "
+                "class; for regression targets use the metric 'mse' instead of accuracy"
             )
         p = p.reshape(n)
         if self.from_logits:
@@ -103,6 +108,40 @@ class Accuracy:
             predicted = p > 0.5
         return float(np.mean(predicted == (t.reshape(n) > 0.5)))
 
+    def check_targets(self, target: ArrayLike, *, name: str = "accuracy", where: str = "y") -> None:
+        """Raise ValueError if no model output could make ``target`` valid class labels.
+
+        Valid targets are, for some output shape: values in [0, 1] (binary targets, one-hot or
+        probability rows), or non-negative integer class indices of shape (N,). Anything else
+        (negative values, floats above 1, such as regression targets) fails here, with a
+        message naming the metric (``name``) and the data (``where``). ``fit`` and
+        ``evaluate`` call this on the whole ``y`` before they start; the checks that need the
+        output's shape run on every batch.
+        """
+        t = np.asarray(target)
+        if t.dtype.kind not in "biuf" or t.size == 0 or t.dtype.kind == "b":
+            return  # other checks report non-numeric or empty targets
+        in_unit = bool(np.all((t >= 0) & (t <= 1)))
+        indices = t.ndim == 1 and t.dtype.kind in "iu" and bool(np.all(t >= 0))
+        if in_unit or indices:
+            return
+        integral = bool(np.all(t == np.round(t)))
+        if integral and bool(np.any(t < 0)):
+            hint = "class indices start at 0 (map -1/1 labels with (y > 0).astype(int)); "
+        elif integral and t.ndim == 1:
+            hint = "if they are class indices, convert them with y.astype(int); "
+        elif integral and t.ndim == 2 and t.shape[1] == 1:
+            hint = "if they are class indices, pass them as integers of shape (N,); "
+        else:
+            hint = "they look like regression values; "
+        raise ValueError(
+            f"{where} cannot be read by the metric {name!r}: accuracy needs class labels "
+            "(integer class indices of shape (N,), binary targets in [0, 1], or one-hot or "
+            f"probability rows in [0, 1]), got {t.dtype} values {_value_range(t)} of shape "
+            f"{t.shape}; {hint}for regression targets pass "
+            'metrics=() for no metric or metrics=("mse",) for the mean squared error'
+        )
+
     def __repr__(self) -> str:
         return f"Accuracy(from_logits={self.from_logits})"
 
@@ -111,6 +150,13 @@ def _multiclass(p: NDArray[Any], t: NDArray[Any]) -> float:
     n, c = p.shape
     predicted = np.argmax(p, axis=1)
     if t.shape == (n, c):
+        if not np.all((t >= 0) & (t <= 1)):
+            raise ValueError(
+                f"accuracy expects target rows of shape ({n}, {c}) to be one-hot or "
+                f"probabilities with values in [0, 1], got values {_value_range(t)}; pass "
+                f"class indices of shape ({n},) or one-hot rows, or, "
+                "for regression targets, use the metric 'mse' instead of accuracy"
+            )
         return float(np.mean(predicted == np.argmax(t, axis=1)))
     if t.shape != (n,):
         raise ValueError(
@@ -126,6 +172,15 @@ def _multiclass(p: NDArray[Any], t: NDArray[Any]) -> float:
         bad = t[(t < 0) | (t >= c)][0]
         raise ValueError(f"accuracy got class index {bad}, outside [0, {c - 1}] for {c} classes")
     return float(np.mean(predicted == t))
+
+
+def _value_range(t: NDArray[Any]) -> str:
+    """``"in [low, high]"`` over the non-NaN values, noting NaN ones."""
+    values = t[~np.isnan(t)] if t.dtype.kind == "f" else t
+    if values.size == 0:
+        return "that are all NaN"
+    nan = " and NaN" if values.size < t.size else ""
+    return f"in [{values.min()}, {values.max()}]{nan}"
 
 
 def mse(pred: ArrayLike, target: ArrayLike) -> float:
@@ -174,7 +229,8 @@ def get_metric(metric: MetricSpec, loss_fn: object = None) -> tuple[str, Metric]
 
     Raises:
         ValueError: an unknown name (the message lists the known ones).
-        TypeError: neither a string nor a callable.
+        TypeError: neither a string nor a callable, or a class (``Accuracy`` instead of
+            ``Accuracy()``).
     """
     if isinstance(metric, str):
         if metric == "accuracy":
@@ -184,6 +240,11 @@ def get_metric(metric: MetricSpec, loss_fn: object = None) -> tuple[str, Metric]
         raise ValueError(
             f"unknown metric {metric!r}; use one of 'accuracy', 'mse', 'mae', or a callable "
             "metric(pred, target) -> float"
+        )
+    if isinstance(metric, type):
+        raise TypeError(
+            f"a metric must be a name, a callable metric(pred, target) -> float, or a metric "
+            f"instance; got the class {metric.__name__}; write {metric.__name__}()"
         )
     if not callable(metric):
         raise TypeError(

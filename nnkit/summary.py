@@ -9,6 +9,9 @@ by several layers counted once) and their size in memory.
 The output shapes come from one forward pass over zeros of shape ``(1, *input_shape)`` through
 a deep copy of the model in eval mode, so the model itself (weights, caches, gradients,
 training flags) is not touched. The batch axis is shown as ``None``.
+
+The package re-exports the function under this module's name, so ``nnkit.summary`` is the
+function: call ``nnkit.summary(model, input_shape)`` (or ``from nnkit import summary``).
 """
 
 from __future__ import annotations

@@ -26,13 +26,21 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nnkit._checks import check_int
 from nnkit.callbacks import Callback, Logs
-from nnkit.data import DataLoader, _check_int
-from nnkit.metrics import Metric, MetricSpec, get_metrics
+from nnkit.data import DataLoader
+from nnkit.losses import HuberLoss, L1Loss, MSELoss
+from nnkit.metrics import Accuracy, Metric, MetricSpec, get_metrics
 from nnkit.module import Array, Module
 from nnkit.optim.optimizer import Optimizer
 
 __all__ = ["History", "LossFunction", "evaluate", "fit", "predict"]
+
+_DEFAULT_METRICS: tuple[str, ...] = ("accuracy",)
+"""The default of ``metrics=`` in fit and evaluate (compared by identity: see _resolve_metrics)."""
+
+_REGRESSION_LOSSES = (MSELoss, L1Loss, HuberLoss)
+"""Losses for which the default metric "accuracy" is dropped."""
 
 
 class LossFunction(Protocol):
@@ -88,9 +96,9 @@ class History:
             figure_module = importlib.import_module("matplotlib.figure")
         except ImportError as exc:
             raise ImportError(
-                "History.plot() needs matplotlib, which is not installed; install nnkit's "
-                'optional extra "plot": pip install "nnkit[plot]" (from a source checkout: '
-                'pip install ".[plot]")'
+                "History.plot() needs matplotlib, which is not installed; install the plot "
+                "extra from the nnkit checkout (the directory with pyproject.toml): pip install "
+                '".[plot]"'
             ) from exc
         if not self.epoch:
             raise ValueError("the History has no complete epoch to plot; train for an epoch first")
@@ -131,8 +139,8 @@ def fit(
     epochs: int,
     batch_size: int = 32,
     validation_data: tuple[ArrayLike, ArrayLike] | None = None,
-    metrics: MetricSpec | Iterable[MetricSpec] = ("accuracy",),
-    callbacks: Iterable[Callback] = (),
+    metrics: MetricSpec | Iterable[MetricSpec] = _DEFAULT_METRICS,
+    callbacks: Callback | Iterable[Callback] = (),
     shuffle: bool = True,
     rng: np.random.Generator | None = None,
     verbose: int = 1,
@@ -167,34 +175,39 @@ def fit(
         epochs: the number of passes over the data (0 trains nothing).
         batch_size: samples per batch (the last batch of an epoch may be smaller).
         validation_data: ``(X_val, y_val)`` to evaluate after every epoch.
-        metrics: metric names or callables (see ``nnkit.metrics``); ``()`` for none.
-        callbacks: :class:`~nnkit.callbacks.Callback` instances (see ``nnkit.callbacks``).
+        metrics: metric names or callables (see ``nnkit.metrics``), or a single one; ``()``
+            for none. Left at its default ``("accuracy",)``, the metric is dropped when
+            ``loss_fn`` is a regression loss (``MSELoss``, ``L1Loss``, ``HuberLoss``): such a
+            run logs the loss only. Pass ``metrics=("mse",)`` (or ``"accuracy"`` explicitly)
+            to log a metric anyway.
+        callbacks: :class:`~nnkit.callbacks.Callback` instances (see ``nnkit.callbacks``), or a
+            single one.
         shuffle: draw a new order of the samples every epoch.
         rng: the generator for the shuffling (None: a fresh unseeded one).
         verbose: 0 silent; 1 a live progress bar per epoch when tqdm is installed (the
-            optional extra ``progress``), else one line per epoch; 2 one line per epoch.
+            optional extra ``progress``: ``pip install ".[progress]"`` from the nnkit
+            checkout), else one line per epoch; 2 one line per epoch.
 
     Returns:
         The :class:`History`.
 
     Raises:
-        ValueError, TypeError: before training starts, for bad arguments or data (lengths that
-            differ, an empty X, NaN or inf in X or in a float y, ``batch_size`` < 1,
-            ``epochs`` < 0, an unknown metric, a callback monitoring a value fit does not log).
+        ValueError, TypeError: before training starts (before any callback runs and any
+            optimizer step), for bad arguments or data: a class where an instance is needed
+            (``CrossEntropyLoss`` instead of ``CrossEntropyLoss()``, the same for the
+            optimizer, the model, a callback or a metric), an optimizer that holds none of the
+            model's parameters, lengths that differ, an empty X, NaN or inf in X or in a float
+            y, ``batch_size`` < 1, ``epochs`` < 0, an unknown metric, targets that an
+            ``"accuracy"`` metric cannot read as classes (e.g. regression values), a callback
+            monitoring a value fit does not log. A metric that fails on a batch raises before
+            that batch's optimizer step, so a metric that cannot read the first batch leaves
+            the model unchanged.
     """
     _check_model(model, "fit")
-    if not callable(loss_fn) or not callable(getattr(loss_fn, "backward", None)):
-        raise TypeError(
-            f"loss_fn must be a loss with loss_fn(pred, target) and loss_fn.backward(), got "
-            f"{type(loss_fn).__name__}; use e.g. nnkit.CrossEntropyLoss()"
-        )
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(
-            f"optimizer must be an nnkit.optim.Optimizer, got {type(optimizer).__name__}; "
-            "use e.g. nnkit.optim.Adam(model.parameters())"
-        )
-    epochs = _check_int("epochs", epochs, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    _check_loss(loss_fn, "fit", backward=True)
+    _check_optimizer(optimizer, model)
+    epochs = check_int("epochs", epochs, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
     verbose = _check_verbose(verbose)
     X_, y_ = _check_data(X, y, "fit: ")
     val = None
@@ -205,13 +218,11 @@ def fit(
                 f"{type(validation_data).__name__}"
             )
         val = _check_data(*validation_data, "fit: validation_data ")
-    metric_fns = get_metrics(metrics, loss_fn)
-    callbacks = list(callbacks)
-    for i, callback in enumerate(callbacks):
-        if not isinstance(callback, Callback):
-            raise TypeError(
-                f"callbacks[{i}] is a {type(callback).__name__}, not an nnkit.callbacks.Callback"
-            )
+    metric_fns = _resolve_metrics(metrics, loss_fn)
+    _check_targets(metric_fns, y_, "fit: y")
+    if val is not None:
+        _check_targets(metric_fns, val[1], "fit: validation_data y")
+    callbacks = _check_callbacks(callbacks)
     loader = DataLoader(X_, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
 
     train_keys = ["loss", *metric_fns]
@@ -317,7 +328,7 @@ def evaluate(
     y: ArrayLike,
     *,
     batch_size: int = 32,
-    metrics: MetricSpec | Iterable[MetricSpec] = ("accuracy",),
+    metrics: MetricSpec | Iterable[MetricSpec] = _DEFAULT_METRICS,
 ) -> dict[str, float]:
     """The loss and metrics of ``model`` on ``(X, y)``, computed in eval mode.
 
@@ -326,6 +337,10 @@ def evaluate(
     rounding) for the built-in metrics and ``"mean"`` losses. The model's training flags are
     restored afterwards, also when an exception is raised. No gradient is computed.
 
+    ``metrics`` are as for :func:`fit`: left at its default ``("accuracy",)``, the metric is
+    dropped for a regression loss (``MSELoss``, ``L1Loss``, ``HuberLoss``), so the result is
+    ``{"loss": ...}`` alone.
+
     Returns:
         ``{"loss": ..., "<metric>": ...}``.
 
@@ -333,9 +348,12 @@ def evaluate(
         ValueError, TypeError: for bad data or arguments, as :func:`fit` does.
     """
     _check_model(model, "evaluate")
-    batch_size = _check_int("batch_size", batch_size, 1)
+    _check_loss(loss_fn, "evaluate", backward=False)
+    batch_size = check_int("batch_size", batch_size, 1)
     X_, y_ = _check_data(X, y, "evaluate: ")
-    return _evaluate(model, loss_fn, X_, y_, batch_size, get_metrics(metrics, loss_fn))
+    metric_fns = _resolve_metrics(metrics, loss_fn)
+    _check_targets(metric_fns, y_, "evaluate: y")
+    return _evaluate(model, loss_fn, X_, y_, batch_size, metric_fns)
 
 
 def _evaluate(
@@ -366,7 +384,7 @@ def predict(model: Module, X: ArrayLike, *, batch_size: int = 32) -> Array:
         ValueError: X is empty or a scalar, or ``batch_size`` < 1.
     """
     _check_model(model, "predict")
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     X_ = _check_array(X, "X", "predict: ")
     with _eval_mode(model):
         outputs = [model(xb) for (xb,) in DataLoader(X_, batch_size=batch_size, shuffle=False)]
@@ -396,11 +414,103 @@ def _eval_mode(model: Module) -> Iterator[None]:
 
 # -- checks --------------------------------------------------------------------------------------
 def _check_model(model: object, caller: str) -> None:
+    if isinstance(model, type):
+        raise TypeError(
+            f"{caller}: model must be a model instance, got the class {model.__name__}; write "
+            f"{model.__name__}(...) with its arguments"
+        )
     if not isinstance(model, Module):
         raise TypeError(
             f"{caller} takes an nnkit Module as its model, got {type(model).__name__}; wrap "
             "custom code in a Module subclass"
         )
+
+
+def _check_loss(loss_fn: object, caller: str, *, backward: bool) -> None:
+    if isinstance(loss_fn, type):
+        raise TypeError(
+            f"{caller}: loss_fn must be a loss instance, got the class {loss_fn.__name__}; "
+            f"write {loss_fn.__name__}()"
+        )
+    if not callable(loss_fn) or (backward and not callable(getattr(loss_fn, "backward", None))):
+        raise TypeError(
+            f"loss_fn must be a loss with loss_fn(pred, target) and loss_fn.backward(), got "
+            f"{type(loss_fn).__name__}; use e.g. nnkit.CrossEntropyLoss()"
+        )
+
+
+def _check_optimizer(optimizer: object, model: Module) -> None:
+    """An Optimizer instance that steps at least one of the model's parameters."""
+    if isinstance(optimizer, type):
+        raise TypeError(
+            f"fit: optimizer must be an optimizer instance, got the class {optimizer.__name__}; "
+            f"write {optimizer.__name__}(model.parameters())"
+        )
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be an nnkit.optim.Optimizer, got {type(optimizer).__name__}; "
+            "use e.g. nnkit.optim.Adam(model.parameters())"
+        )
+    stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
+    own = [param for param in model.parameters() if id(param) in stepped]
+    if not own:
+        has_params = next(model.parameters(), None) is not None
+        raise ValueError(
+            "fit: the optimizer holds none of the model's parameters, so training would change "
+            "nothing"
+            + (
+                "; build it on this model's parameters, e.g. "
+                f"{type(optimizer).__name__}(model.parameters()) (an optimizer built on another "
+                "model, or on a copy of this one, steps those parameters instead)"
+                if has_params
+                else " (the model has no parameters to train)"
+            )
+        )
+
+
+def _check_callbacks(callbacks: Callback | Iterable[Callback]) -> list[Callback]:
+    """A single Callback or an iterable of them, as a list."""
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    items: list[object]
+    if isinstance(callbacks, type):
+        items = [callbacks]  # a class alone: reported below as callbacks[0]
+    elif isinstance(callbacks, Iterable):
+        items = list(callbacks)
+    else:
+        raise TypeError(
+            f"callbacks must be a Callback or a list of Callbacks, got {type(callbacks).__name__}"
+        )
+    checked: list[Callback] = []
+    for i, callback in enumerate(items):
+        if isinstance(callback, type):
+            raise TypeError(
+                f"callbacks[{i}] must be a callback instance, got the class "
+                f"{callback.__name__}; write {callback.__name__}(...)"
+            )
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"callbacks[{i}] is a {type(callback).__name__}, not an nnkit.callbacks.Callback"
+            )
+        checked.append(callback)
+    return checked
+
+
+def _resolve_metrics(
+    metrics: MetricSpec | Iterable[MetricSpec], loss_fn: object
+) -> dict[str, Metric]:
+    """``get_metrics``, except that the default ``("accuracy",)`` (the very object, not an
+    equal tuple the caller passed) is dropped for a regression loss."""
+    if metrics is _DEFAULT_METRICS and isinstance(loss_fn, _REGRESSION_LOSSES):
+        return {}
+    return get_metrics(metrics, loss_fn)
+
+
+def _check_targets(metric_fns: dict[str, Metric], y: NDArray[Any], where: str) -> None:
+    """Check all of ``y`` against every accuracy metric before training starts."""
+    for name, metric in metric_fns.items():
+        if isinstance(metric, Accuracy):
+            metric.check_targets(y, name=name, where=where)
 
 
 def _check_verbose(verbose: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def scripted(values: Sequence[float], name: str = "monitored") -> Callable[[Any,
 
 
 def run(
-    callbacks: list[Callback],
+    callbacks: Callback | Iterable[Callback],
     *,
     epochs: int = 4,
     metrics: Sequence[Any] = ("accuracy",),
@@ -165,6 +165,22 @@ def test_early_stopping(values: list[float], kwargs: dict[str, Any], recorded: i
     history = run([stopper], epochs=len(values), batch_size=60, metrics=[scripted(values)])
     assert len(history.epoch) == recorded
     assert stopper.stopped_epoch == (recorded - 1 if recorded < len(values) else None)
+
+
+# how the callbacks may be given to fit: a single Callback needs no list
+FORMS: dict[str, Callable[[Callback], Any]] = {
+    "alone": lambda cb: cb,
+    "list": lambda cb: [cb],
+    "tuple": lambda cb: (cb,),
+    "iterator": lambda cb: iter([cb]),
+}
+
+
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
+def test_callbacks_alone_or_in_a_collection(form: Callable[[Callback], Any]) -> None:
+    stopper = EarlyStopping(monitor="monitored")
+    history = run(form(stopper), epochs=5, batch_size=60, metrics=[scripted([3, 2, 2.5, 1, 0])])
+    assert history.epoch == [0, 1, 2] and stopper.stopped_epoch == 2
 
 
 def test_early_stopping_auto_mode_maximises_accuracy_names() -> None:

@@ -22,6 +22,9 @@ PROBS_COL = np.array([[0.9], [0.2], [0.6], [0.4]])
 CASES: list[tuple[str, Any, Any, Any, float]] = [
     ("multiclass logits vs indices", Accuracy(), LOGITS, np.array([0, 1, 0, 2]), 0.75),
     ("multiclass logits vs one-hot", Accuracy(), LOGITS, np.eye(3)[[0, 1, 2, 2]], 1.0),
+    ("multiclass vs integer one-hot", Accuracy(), LOGITS, np.eye(3, dtype=int)[[0, 1, 2, 0]],
+     0.75),
+    ("multiclass vs bool one-hot", Accuracy(), LOGITS, np.eye(3, dtype=bool)[[0, 1, 2, 2]], 1.0),
     ("multiclass vs probability rows", Accuracy(), LOGITS,
      np.array([[0.6, 0.4, 0], [0, 0.3, 0.7], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]]), 0.75),
     ("multiclass ignores from_logits", Accuracy(from_logits=True), LOGITS,
@@ -69,6 +72,16 @@ BAD: list[tuple[str, Any, Any, Any, type[Exception], str]] = [
      TypeError, "integer class indices"),
     ("multiclass wrong target shape", Accuracy(), LOGITS, np.zeros((4, 2)),
      ValueError, "(4,) (class indices) or (4, 3)"),
+    ("multiclass negative target rows", Accuracy(), LOGITS, np.eye(3)[[0, 1, 2, 2]] - 0.5,
+     ValueError, "one-hot or probabilities with values in [0, 1], got values in [-0.5, 0.5]"),
+    ("multiclass target rows above 1", Accuracy(), LOGITS, 2.0 * np.eye(3)[[0, 1, 2, 2]],
+     ValueError, "use the metric 'mse' instead of accuracy"),
+    ("multiclass integer rows above 1", Accuracy(), LOGITS, np.full((4, 3), 3),
+     ValueError, "one-hot or probabilities"),
+    ("multiclass NaN target rows", Accuracy(), LOGITS, np.full((4, 3), np.nan),
+     ValueError, "one-hot or probabilities"),
+    ("binary regression targets", Accuracy(), PROBS_COL, np.array([0.5, 1.5, -2.0, 0.0]),
+     ValueError, "use the metric 'mse'"),
     ("3-d pred", Accuracy(), np.zeros((2, 3, 4)), np.zeros(2, int), ValueError, "(N, C)"),
     ("empty pred", Accuracy(), np.zeros((0, 3)), np.zeros(0, int), ValueError, "N >= 1"),
     ("string pred", Accuracy(), np.array(["a"]), np.array([1]), TypeError, "numeric pred"),
@@ -151,6 +164,8 @@ def test_callables_are_named_by_their_name() -> None:
         ([3], TypeError, "name or a callable"),
         (["mse", "mse"], ValueError, "two metrics are named 'mse'"),
         ([lambda p, t: 0.0, lambda p, t: 1.0], ValueError, "distinct __name__"),
+        ([Accuracy], TypeError, "got the class Accuracy; write Accuracy()"),
+        (Accuracy, TypeError, "got the class Accuracy; write Accuracy()"),
     ],
 )
 def test_bad_metric_specs(metrics: Any, error: type[Exception], words: str) -> None:
@@ -165,3 +180,40 @@ def test_reserved_names_are_refused() -> None:
 
     with pytest.raises(ValueError, match="may not be named 'loss'"):
         get_metrics([loss])
+
+
+# targets that some model output makes valid class labels
+GOOD_TARGETS: dict[str, Any] = {
+    "class indices": np.array([0, 4, 2, 7]),
+    "binary": np.array([0, 1, 1, 0]),
+    "soft binary (N, 1)": np.array([[0.2], [1.0], [0.0], [0.7]]),
+    "one-hot": np.eye(3)[[0, 1, 2, 2]],
+    "probability rows": np.array([[0.6, 0.4], [0.0, 1.0]]),
+    "bool": np.array([True, False]),
+    "uint8 indices": np.array([3, 0], dtype=np.uint8),
+}
+
+# (description, targets, words in the message)
+BAD_TARGETS: list[tuple[str, Any, str]] = [
+    ("regression values", np.array([0.5, -1.2, 3.4]), "they look like regression values"),
+    ("2-column regression", np.array([[0.5, -0.5], [2.0, -2.0]]), "regression"),
+    ("float class indices", np.array([0.0, 2.0, 1.0]), "convert them with y.astype(int)"),
+    ("indices as a column", np.array([[0], [2], [1]]), "integers of shape (N,)"),
+    ("-1/1 labels", np.array([-1, 1, 1, -1]), "class indices start at 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("target", GOOD_TARGETS.values(), ids=GOOD_TARGETS.keys())
+def test_check_targets_accepts_class_labels(target: Any) -> None:
+    Accuracy().check_targets(target)
+
+
+@pytest.mark.parametrize(("target", "words"), [c[1:] for c in BAD_TARGETS],
+                         ids=[c[0] for c in BAD_TARGETS])  # fmt: skip
+def test_check_targets_refuses_what_cannot_be_classes(target: Any, words: str) -> None:
+    with pytest.raises(ValueError) as info:
+        Accuracy().check_targets(target, name="acc", where="fit: y")
+    message = str(info.value)
+    assert message.startswith("fit: y cannot be read by the metric 'acc'")
+    assert words in message
+    assert 'metrics=() for no metric or metrics=("mse",)' in message

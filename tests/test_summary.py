@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,12 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-SHARED = nnkit.Dense(8, 8, rng=rng())
+def shared_weights() -> nnkit.Sequential:
+    """Two Dense layers holding the same Parameters (a module itself may appear only once)."""
+    first, second = nnkit.Dense(8, 8, rng=rng()), nnkit.Dense(8, 8, rng=rng())
+    second.weight, second.bias = first.weight, first.bias
+    return nnkit.Sequential(first, nnkit.ReLU(), second)
+
 
 # (description, model factory, input_shape, rows as (name (type), shape, params), total)
 CASES: list[tuple[str, Callable[[], nnkit.Module], Any, list[tuple[str, str, str]], int]] = [
@@ -74,10 +81,11 @@ CASES: list[tuple[str, Callable[[], nnkit.Module], Any, list[tuple[str, str, str
         18,
     ),
     (
-        "a shared layer is counted once in the total",
-        lambda: nnkit.Sequential(SHARED, nnkit.ReLU(), SHARED),
+        "shared parameters are counted once in the total",
+        shared_weights,
         (8,),
-        [("0 (Dense)", "(None, 8)", "72"), ("1 (ReLU)", "(None, 8)", "0")],
+        [("0 (Dense)", "(None, 8)", "72"), ("1 (ReLU)", "(None, 8)", "0"),
+         ("2 (Dense)", "(None, 8)", "72")],
         72,
     ),
 ]  # fmt: skip
@@ -157,3 +165,20 @@ def test_bad_arguments(model: Any, input_shape: Any, error: type[Exception], wor
 def test_float64_model_gets_float64_zeros() -> None:
     model = nnkit.Sequential(nnkit.Dense(2, 3, dtype=np.float64, rng=rng()))
     assert "Total params: 9 (72 B)" in summary(model, (2,))
+
+
+def test_nnkit_summary_is_the_function_and_the_docs_say_so() -> None:
+    """The package re-exports the function under the module's name: ``nnkit.summary`` is the
+    function, so docs/training.md must not list it as a module."""
+    assert nnkit.summary is summary and callable(nnkit.summary)
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    table = re.search(r"^\| module \| what \|\n\|[-|]+\|\n((?:\|.*\n)+)", doc, flags=re.M)
+    assert table is not None
+    listed = re.findall(r"^\| `([\w.]+)` \|", table.group(1), flags=re.M)
+    assert listed, "no module rows found"
+    for dotted in listed:  # every name in the "module" column is a module, as nnkit.<name>
+        obj: Any = nnkit
+        for part in dotted.split(".")[1:]:
+            obj = getattr(obj, part)
+        assert isinstance(obj, types.ModuleType), f"{dotted} is listed as a module but is {obj!r}"
+    assert "nnkit.summary(model, input_shape)" in doc

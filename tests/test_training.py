@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnkit
-from nnkit.callbacks import Callback
+from nnkit.callbacks import Callback, EarlyStopping
 from nnkit.datasets import blobs, spirals
+from nnkit.metrics import Accuracy
 from nnkit.optim import SGD, Adam
 from nnkit.training import History, evaluate, fit, predict
 
@@ -180,6 +183,8 @@ X_INF = X_OK.copy()
 X_INF[3, 0] = np.inf
 Y_FLOAT_NAN = Y_OK.astype(np.float32)[:, None].repeat(3, axis=1)
 Y_FLOAT_NAN[5, 0] = np.nan
+Y_REGRESSION = X_OK @ np.array([2.0, -3.0]) + 5.0  # (20,) real values, some negative
+Y_ROWS_NEGATIVE = np.eye(3)[Y_OK] - 0.5  # (20, 3) rows that are not probabilities
 
 # (description, overrides of fit's arguments, error type, words in the message)
 BAD_FIT: list[tuple[str, dict[str, Any], type[Exception], str]] = [
@@ -207,6 +212,33 @@ BAD_FIT: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("model not a Module", {"model": print}, TypeError, "nnkit Module"),
     ("loss without backward", {"loss_fn": lambda p, t: 0.0}, TypeError, "loss_fn.backward()"),
     ("optimizer not an Optimizer", {"optimizer": object()}, TypeError, "nnkit.optim.Optimizer"),
+    # a class where an instance is needed
+    ("loss class", {"loss_fn": nnkit.CrossEntropyLoss}, TypeError, "loss_fn must be a loss "
+     "instance, got the class CrossEntropyLoss; write CrossEntropyLoss()"),
+    ("optimizer class", {"optimizer": Adam}, TypeError,
+     "optimizer must be an optimizer instance, got the class Adam; write Adam(model.parameters())"),
+    ("model class", {"model": nnkit.Sequential}, TypeError,
+     "model must be a model instance, got the class Sequential; write Sequential(...)"),
+    ("callback class in a list", {"callbacks": [EarlyStopping]}, TypeError,
+     "callbacks[0] must be a callback instance, got the class EarlyStopping"),
+    ("callback class alone", {"callbacks": EarlyStopping}, TypeError,
+     "got the class EarlyStopping; write EarlyStopping(...)"),
+    ("metric class", {"metrics": Accuracy}, TypeError, "got the class Accuracy; write Accuracy()"),
+    ("callbacks neither a Callback nor a list", {"callbacks": 3}, TypeError,
+     "callbacks must be a Callback or a list of Callbacks, got int"),
+    # an optimizer that would train nothing of this model
+    ("optimizer of another model", {"optimizer": SGD(classifier(1).parameters(), lr=0.1)},
+     ValueError, "the optimizer holds none of the model's parameters"),
+    ("model without parameters", {"model": nnkit.Sequential(nnkit.ReLU())}, ValueError,
+     "the model has no parameters to train"),
+    # targets that an explicit "accuracy" cannot read as classes, found before any step
+    ("accuracy on regression targets", {"loss_fn": nnkit.MSELoss(), "y": Y_REGRESSION,
+     "metrics": "accuracy"}, ValueError, "fit: y cannot be read by the metric 'accuracy'"),
+    ("accuracy on regression validation targets", {"metrics": ("accuracy",),
+     "validation_data": (X_OK, Y_REGRESSION)}, ValueError,
+     "fit: validation_data y cannot be read by the metric 'accuracy'"),
+    ("accuracy on rows outside [0, 1]", {"loss_fn": nnkit.MSELoss(), "y": Y_ROWS_NEGATIVE,
+     "metrics": "accuracy"}, ValueError, "cannot be read by the metric 'accuracy'"),
 ]  # fmt: skip
 
 
@@ -229,6 +261,127 @@ def test_bad_input_fails_before_training(
     assert words in str(info.value)
     assert counter.calls == 0  # nothing started
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_accuracy_on_regression_targets_says_what_to_do() -> None:
+    model = nnkit.Sequential(nnkit.Dense(2, 1, rng=np.random.default_rng(0)))
+    with pytest.raises(ValueError) as info:
+        fit(model, nnkit.MSELoss(), Adam(model.parameters()), X_OK, Y_REGRESSION[:, None],
+            epochs=1, metrics=["accuracy"], verbose=0)  # fmt: skip
+    message = str(info.value)
+    assert "metric 'accuracy'" in message and "regression" in message
+    assert 'metrics=() for no metric or metrics=("mse",)' in message
+
+
+def regressor(n_out: int = 1) -> nnkit.Sequential:
+    return nnkit.Sequential(nnkit.Dense(2, n_out, rng=np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [nnkit.MSELoss(), nnkit.L1Loss(), nnkit.HuberLoss(delta=0.5), nnkit.MSELoss(reduction="sum")],
+    ids=repr,
+)
+def test_default_accuracy_is_dropped_for_regression_losses(loss_fn: Any) -> None:
+    model = regressor()
+    y = Y_REGRESSION[:, None]
+    history = fit(model, loss_fn, Adam(model.parameters(), lr=1e-2), X_OK, y, epochs=2,
+                  verbose=0)  # fmt: skip
+    assert list(history.history) == ["loss"] and len(history.epoch) == 2
+    assert list(evaluate(model, loss_fn, X_OK, y)) == ["loss"]
+    # a metric asked for is logged
+    history = fit(model, loss_fn, Adam(model.parameters()), X_OK, y, epochs=1, metrics=("mse",),
+                  validation_data=(X_OK, y), verbose=0)  # fmt: skip
+    assert list(history.history) == ["loss", "mse", "val_loss", "val_mse"]
+
+
+def test_explicit_accuracy_is_kept_with_a_regression_loss() -> None:
+    # binary classification trained with MSE on a sigmoid: "accuracy" given explicitly (even as
+    # a tuple equal to the default) is computed
+    rng = np.random.default_rng(0)
+    model = nnkit.Sequential(nnkit.Dense(2, 1, rng=rng), nnkit.Sigmoid())
+    y = (X_OK[:, :1] > X_OK[:, :1].mean()).astype(np.float64)
+    for metrics in (("accuracy",), "accuracy", [Accuracy()]):
+        history = fit(model, nnkit.MSELoss(), SGD(model.parameters(), lr=0.1), X_OK, y,
+                      epochs=1, metrics=metrics, verbose=0)  # fmt: skip
+        assert list(history.history) == ["loss", "accuracy"]
+        assert list(evaluate(model, nnkit.MSELoss(), X_OK, y, metrics=metrics)) == [
+            "loss", "accuracy",
+        ]  # fmt: skip
+
+
+def raise_on_call(pred: Any, target: Any) -> float:
+    raise RuntimeError("metric failed")
+
+
+# (description, loss, model, y, metrics, error type, words): a metric that fails on the first
+# batch stops fit before any optimizer step, whatever the metric
+METRIC_FAILS: list[tuple[str, Any, Callable[[], nnkit.Module], Any, Any, type[Exception], str]] = [
+    ("mse against class indices", nnkit.CrossEntropyLoss(), classifier, Y_OK, "mse",
+     ValueError, "same shape"),
+    ("a callable that raises", nnkit.CrossEntropyLoss(), classifier, Y_OK, [raise_on_call],
+     RuntimeError, "metric failed"),
+    ("probability accuracy on linear outputs", nnkit.MSELoss(), lambda: regressor(),
+     (Y_OK[:, None] > 0).astype(float), Accuracy(), ValueError, "from_logits=True"),
+    ("accuracy on regression targets", nnkit.MSELoss(), lambda: regressor(),
+     Y_REGRESSION[:, None], "accuracy", ValueError, "metric 'accuracy'"),
+    ("accuracy on 2-column regression targets", nnkit.MSELoss(), lambda: regressor(2),
+     np.stack([Y_REGRESSION, -Y_REGRESSION], axis=1), "accuracy", ValueError,
+     "metric 'accuracy'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "make", "y", "metrics", "error", "words"),
+    [c[1:] for c in METRIC_FAILS],
+    ids=[c[0] for c in METRIC_FAILS],
+)
+def test_a_failing_metric_leaves_the_model_unchanged(
+    loss_fn: Any, make: Callable[[], nnkit.Module], y: Any, metrics: Any,
+    error: type[Exception], words: str,
+) -> None:  # fmt: skip
+    model = make()
+    before = model.state_dict()
+    optimizer = Adam(model.parameters(), lr=0.5)
+    with pytest.raises(error, match=re.escape(words)):
+        fit(model, loss_fn, optimizer, X_OK * 10, y, epochs=2, batch_size=8, metrics=metrics,
+            verbose=0)  # fmt: skip
+    assert optimizer.state == {}  # no step was taken
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_evaluate_checks_loss_model_and_targets() -> None:
+    model = classifier()
+    cases: list[tuple[tuple[Any, Any], type[Exception], str]] = [
+        ((nnkit.Sequential, nnkit.CrossEntropyLoss()), TypeError, "got the class Sequential"),
+        ((model, nnkit.CrossEntropyLoss), TypeError, "write CrossEntropyLoss()"),
+        ((model, 3), TypeError, "loss_fn must be a loss"),
+    ]
+    for args, error, words in cases:
+        with pytest.raises(error, match=re.escape(words)):
+            evaluate(*args, X_OK, Y_OK)
+    with pytest.raises(ValueError, match="evaluate: y cannot be read by the metric 'accuracy'"):
+        evaluate(model, nnkit.MSELoss(), X_OK, Y_ROWS_NEGATIVE, metrics="accuracy")
+    with pytest.raises(TypeError, match="got the class Sequential"):
+        predict(nnkit.Sequential, X_OK)  # type: ignore[arg-type]
+
+
+def test_a_single_callback_needs_no_list() -> None:
+    stopper = EarlyStopping(monitor="loss", patience=0, min_delta=1e9)  # stops after epoch 1
+    model = classifier()
+    history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X_OK, Y_OK,
+                  epochs=5, callbacks=stopper, verbose=0)  # fmt: skip
+    assert history.epoch == [0, 1] and stopper.stopped_epoch == 1 and stopper.model is model
+
+
+def test_an_optimizer_over_part_of_the_model_is_accepted() -> None:
+    model = classifier()
+    first = model.layers[0]
+    before = model.layers[2].state_dict()
+    fit(model, nnkit.CrossEntropyLoss(), SGD(first.parameters(), lr=0.1), X_OK, Y_OK, epochs=1,
+        verbose=0)  # fmt: skip
+    after = model.layers[2].state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # the frozen layer
 
 
 def test_integer_y_is_not_checked_for_nan_and_int_X_is_accepted() -> None:
@@ -507,8 +660,10 @@ def test_plot_without_matplotlib_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r'pip install "\.\[plot\]"'):
+    with pytest.raises(ImportError, match=r'pip install "\.\[plot\]"') as info:
         quick_fit(verbose=0).plot(tmp_path / "x.png")
+    # an unrelated package named nnkit is on PyPI: never point at it
+    assert "nnkit[plot]" not in str(info.value) and "nnkit checkout" in str(info.value)
 
 
 def test_plot_of_an_empty_history() -> None:
