@@ -120,16 +120,16 @@ class Block(nnkit.Module):
 
 @ser.register_module(name="test_serialization.Tied")
 class Tied(nnkit.Module):
-    """A composite that uses one Dense twice (a shared child)."""
+    """A composite that reaches one Dense through two attributes (used once per forward)."""
 
     def __init__(self, features: int) -> None:
         super().__init__()
         self.features = features
         self.first = nnkit.Dense(features, features)
-        self.second = self.first
+        self.second = self.first  # an alias, e.g. kept for an older attribute name
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.second(self.first(x))
+        return self.first(x)
 
     def get_config(self) -> dict[str, Any]:
         return {"features": self.features}
@@ -215,6 +215,20 @@ def test_nested_mixed_dtype_round_trip(tmp_path: Path) -> None:
     assert loaded[0][0] is not loaded[1]
     assert state_equal(loaded, model) and repr(loaded) == repr(model)
     assert [m.training for m in loaded.modules()] == [m.training for m in model.modules()]
+
+
+def test_tied_weights_stay_tied(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    first, second = nnkit.Dense(3, 3, rng=rng), nnkit.Dense(3, 3, rng=rng)
+    second.weight = first.weight
+    model = nnkit.Sequential(first, nnkit.Tanh(), nnkit.Sequential(second))
+    ser.save(model, tmp_path / "m.npz")
+    loaded = ser.load(tmp_path / "m.npz")
+    assert loaded[2][0].weight is loaded[0].weight
+    assert loaded[2][0].bias is not loaded[0].bias
+    assert state_equal(loaded, model)
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    assert loaded(x).tobytes() == model(x).tobytes()
 
 
 def test_custom_registered_modules_round_trip(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from nnkit import init
+from nnkit._checks import as_generator
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
@@ -85,7 +86,7 @@ class Dense(Module):
 
     def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
         """Draw fresh initial values (see the class docstring)."""
-        rng = np.random.default_rng() if rng is None else rng
+        rng = as_generator(rng)
         shape = (self.in_features, self.out_features)
         if self.weight_init is None:
             bound = 1.0 / math.sqrt(self.in_features)

@@ -335,7 +335,7 @@ def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> A
 # -- the header schema -----------------------------------------------------------------------
 _COMMON_KEYS = frozenset({"format", "version", "kind", "nnkit_version"})
 KIND_KEYS = {
-    "model": frozenset({"architecture", "weights"}),
+    "model": frozenset({"architecture", "weights", "tied"}),
     "weights": frozenset({"weights"}),
     "checkpoint": frozenset({"weights", "optimizer", "scheduler", "rng", "epoch", "extra"}),
 }

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from nnkit.module import Module
+from nnkit.parameter import Parameter
 from nnkit.serialization.architecture import build, encode_architecture, parse_architecture
 from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
-from nnkit.serialization.errors import SerializationError, StateMismatchError
+from nnkit.serialization.errors import CorruptFileError, SerializationError, StateMismatchError
 from nnkit.serialization.tree import Array, ArraySink, ArraySource
 
 __all__ = ["load", "load_weights", "save", "save_weights"]
@@ -20,7 +21,8 @@ def save(model: Module, path: PathLike) -> None:
     """Save ``model``, architecture and weights, to the file ``path``, atomically.
 
     The architecture is every module's registered class name, ``get_config()`` and training
-    flag; the weights are its state dict, bit for bit, dtypes included. Every module class in
+    flag, and which parameters are tied (one Parameter shared by several layers); the weights
+    are its state dict, bit for bit, dtypes included. Every module class in
     the tree must be registered (built-in ones are; see :func:`nnkit.register_module`).
     Gradients, the layers' caches and optimizer state are not saved (see
     :func:`save_checkpoint`). An existing file at ``path`` is replaced only once the new one
@@ -34,7 +36,8 @@ def save(model: Module, path: PathLike) -> None:
     sink = ArraySink()
     architecture = encode_architecture(model, sink)
     weights = encode_weights(_live_state(model), sink)
-    write_archive(path, new_header("model", architecture=architecture, weights=weights), sink)
+    header = new_header("model", architecture=architecture, weights=weights, tied=_tied(model))
+    write_archive(path, header, sink)
 
 
 def load(path: PathLike) -> Module:
@@ -57,8 +60,14 @@ def load(path: PathLike) -> Module:
     header, source = read_file(path, ("model",))
     plan = parse_architecture(header["architecture"], source)
     weights = decode_weights(header["weights"], source)
+    tied = header["tied"]
+    if type(tied) is not dict or not all(
+        type(k) is str and type(v) is str for k, v in tied.items()
+    ):
+        raise CorruptFileError(f"{source.path}: the header's 'tied' entry is not a dict of names")
     source.check_all_taken()
     model = build(plan)
+    _tie(model, tied, source.path)
     params = dict(model.named_parameters())
     for name, array in weights.items():
         param = params.get(name)
@@ -144,6 +153,51 @@ def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> No
         model.load_state_dict(weights)
     except ValueError as exc:
         raise StateMismatchError(f"the weights in {path} do not fit: {exc}") from exc
+
+
+def _tied(model: Module) -> dict[str, str]:
+    """``{name: first name}`` for each place a Parameter is reached again through another
+    module (tied weights), walking the tree exactly as ``named_parameters`` does."""
+    first: dict[int, str] = {}
+    tied: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def walk(module: Module, prefix: str) -> None:
+        seen.add(id(module))
+        for name, member in module._named_members():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(member, Parameter):
+                if id(member) in first:
+                    tied[full] = first[id(member)]
+                else:
+                    first[id(member)] = full
+            elif id(member) not in seen:
+                walk(member, full)
+
+    walk(model, "")
+    return tied
+
+
+def _tie(model: Module, tied: Mapping[str, str], path: str) -> None:
+    """Make each attribute named in ``tied`` the same Parameter as its first occurrence."""
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    for alias, canonical in tied.items():
+        owner_path, _, attribute = alias.rpartition(".")
+        owner = modules.get(owner_path)
+        target = params.get(canonical)
+        current = getattr(owner, attribute, None)
+        if (
+            owner is None
+            or target is None
+            or not isinstance(current, Parameter)
+            or current.shape != target.shape
+        ):
+            raise StateMismatchError(
+                f"{path}: the file ties {alias!r} to {canonical!r}, but the rebuilt model has no "
+                "matching pair of parameters; the model's code differs from the saved one"
+            )
+        setattr(owner, attribute, target)
 
 
 def _live_state(model: Module) -> dict[str, Array]:
