@@ -250,6 +250,11 @@ def test_backward_returns_forward_dtype(make: Callable[[], nnkit.Module], dtype:
     assert layer.backward(np.ones_like(y, dtype=other)).dtype == dtype
 
 
+def test_dense_rng_must_be_a_generator() -> None:
+    with pytest.raises(TypeError, match=r"default_rng\(seed\)"):
+        nnkit.Dense(2, 3, rng=0)  # type: ignore[arg-type]
+
+
 def test_pos_weight_must_match_classes() -> None:
     with pytest.raises(ValueError, match="one weight per class"):
         nnkit.BCEWithLogitsLoss(pos_weight=[1.0, 2.0])(np.zeros((2, 3)), np.zeros((2, 3)))

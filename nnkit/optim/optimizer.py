@@ -71,7 +71,10 @@ class Optimizer:
         self._scratch_buffers: dict[np.dtype[Any], Array] = {}
         entries: list[Any] = list(params)
         if not entries:
-            raise ValueError("optimizer got an empty parameter list")
+            raise ValueError(
+                "optimizer got an empty parameter list (model.parameters() is a generator: "
+                "it is empty the second time; call it again or pass list(model.parameters()))"
+            )
         groups = entries if all(isinstance(e, Mapping) for e in entries) else [{"params": entries}]
         for group in groups:
             self.add_param_group(group)
