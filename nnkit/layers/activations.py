@@ -91,24 +91,16 @@ class Tanh(_CachedOutput):
         return dx
 
 
-class ReLU(Module):
-    """``y = max(x, 0)``; ``dx = dy * [x > 0]`` (the gradient at 0 is 0, as in PyTorch)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cache: tuple[Array, np.dtype[Any]] | None = None
+class ReLU(_CachedOutput):
+    """``y = max(x, 0)``; ``dx = dy * [y > 0]`` (the gradient at 0 is 0, as in PyTorch)."""
 
     def forward(self, x: Array) -> Array:
-        x = as_float_array(x)
-        mask = x > 0
-        self._cache = (mask, x.dtype)
-        return x * mask
+        self._y = y = np.maximum(as_float_array(x), 0)
+        return y
 
     def backward(self, grad_out: Array) -> Array:
-        if self._cache is None:
-            raise self._no_cache_error()
-        mask, dtype = self._cache
-        dx: Array = self._grad_like(grad_out, mask.shape, dtype) * mask
+        y, dy = self._cached(grad_out)
+        dx: Array = dy * (y > 0)
         return dx
 
 
