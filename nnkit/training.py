@@ -15,8 +15,6 @@ validation data. docs/training.md describes the workflow; this module's docstrin
 
 from __future__ import annotations
 
-import importlib
-import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -29,10 +27,12 @@ from numpy.typing import ArrayLike, NDArray
 from nnkit._checks import check_int
 from nnkit.callbacks import Callback, Logs
 from nnkit.data import DataLoader
+from nnkit.history import History
 from nnkit.losses import HuberLoss, L1Loss, MSELoss
 from nnkit.metrics import Accuracy, Metric, MetricSpec, get_metrics
 from nnkit.module import Array, Module
 from nnkit.optim.optimizer import Optimizer
+from nnkit.progress import Reporter, reporter
 
 __all__ = ["History", "LossFunction", "evaluate", "fit", "predict"]
 
@@ -52,80 +52,6 @@ class LossFunction(Protocol):
     def __call__(self, pred: Array, target: Any) -> float: ...
 
     def backward(self) -> Array: ...
-
-
-class History:
-    """What ``fit`` recorded: one value per complete epoch for every logged key.
-
-    Attributes:
-        history: ``{"loss": [...], "<metric>": [...], "val_loss": [...], "val_<metric>":
-            [...]}``, the lists all as long as ``epoch``. Keys come in that order.
-        epoch: the indices (from 0) of the complete epochs.
-        interrupted: True when training was interrupted by KeyboardInterrupt (Ctrl-C).
-
-    Every training value is the mean of the per-batch values over the epoch, each batch
-    weighted by its number of samples (see :func:`fit`).
-    """
-
-    def __init__(self) -> None:
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.interrupted = False
-
-    def _append(self, epoch: int, logs: Logs) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Plot the loss and every metric against the epoch, training and validation together.
-
-        One panel per quantity (``loss``, then each metric), with the training curve and, when
-        there is one, the validation curve. With ``path`` the figure is saved there (the format
-        from the extension, e.g. ``.png``, ``.pdf``, ``.svg``) without opening a window;
-        without it, ``matplotlib.pyplot.show()`` displays it.
-
-        Returns:
-            The matplotlib ``Figure``.
-
-        Raises:
-            ImportError: matplotlib is not installed (it is the optional extra ``plot``).
-            ValueError: the History has no epochs.
-        """
-        try:
-            figure_module = importlib.import_module("matplotlib.figure")
-        except ImportError as exc:
-            raise ImportError(
-                "History.plot() needs matplotlib, which is not installed; install the plot "
-                "extra from the nnkit checkout (the directory with pyproject.toml): pip install "
-                '".[plot]"'
-            ) from exc
-        if not self.epoch:
-            raise ValueError("the History has no complete epoch to plot; train for an epoch first")
-        names = [key for key in self.history if not key.startswith("val_")]
-        if path is None:
-            figure = importlib.import_module("matplotlib.pyplot").figure()
-        else:
-            figure = figure_module.Figure()
-        figure.set_size_inches(4.5 * len(names), 3.5)
-        axes = figure.subplots(1, len(names), squeeze=False)[0]
-        x = [e + 1 for e in self.epoch]
-        for ax, name in zip(axes, names, strict=True):
-            ax.plot(x, self.history[name], label="training")
-            if f"val_{name}" in self.history:
-                ax.plot(x, self.history[f"val_{name}"], label="validation")
-            ax.set_xlabel("epoch")
-            ax.set_title(name)
-            ax.legend()
-        figure.tight_layout()
-        if path is None:
-            importlib.import_module("matplotlib.pyplot").show()
-        else:
-            figure.savefig(os.fspath(path))
-        return figure
-
-    def __repr__(self) -> str:
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
 # -- fit -----------------------------------------------------------------------------------------
@@ -242,7 +168,7 @@ def fit(
         callback._check_setup()
 
     history = History()
-    progress = _progress(verbose, epochs, len(loader))
+    progress = reporter(verbose, epochs, len(loader))
     modes = _modes(model)
     epoch = 0
     try:
@@ -293,7 +219,7 @@ def _train_epoch(
     loader: DataLoader,
     metric_fns: dict[str, Metric],
     callbacks: list[Callback],
-    progress: _Silent,
+    progress: Reporter,
 ) -> Logs | None:
     """One pass over ``loader`` in training mode: the epoch's training values (batch values
     weighted by batch size), or None when a callback stopped training after a batch."""
@@ -559,77 +485,3 @@ def _check_data(X: ArrayLike, y: ArrayLike, where: str) -> tuple[NDArray[Any], N
                     "them before training"
                 )
     return X_, y_
-
-
-# -- progress ------------------------------------------------------------------------------------
-def _load_tqdm() -> Any | None:
-    """tqdm's progress-bar class, or None when tqdm is not installed."""
-    try:
-        return importlib.import_module("tqdm").tqdm
-    except ImportError:
-        return None
-
-
-def _format(logs: Logs) -> str:
-    return " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
-
-
-class _Silent:
-    """verbose=0: no output. The base of the two progress reporters."""
-
-    def __init__(self, epochs: int, steps: int) -> None:
-        self.epochs, self.steps = epochs, steps
-
-    def epoch_begin(self, epoch: int) -> None:
-        """A new epoch starts."""
-
-    def batch_end(self, running: Logs) -> None:
-        """A batch ended; ``running`` holds the epoch's running means so far."""
-
-    def epoch_end(self, epoch: int, logs: Logs, seconds: float) -> None:
-        """The epoch ended with ``logs`` after ``seconds``."""
-
-    def close(self) -> None:
-        """Training ended (also by an exception): release the terminal."""
-
-
-class _Lines(_Silent):
-    """One line per epoch on stdout: ``Epoch 3/10 - 0.05s - loss: 0.4123 - accuracy: ...``."""
-
-    def epoch_end(self, epoch: int, logs: Logs, seconds: float) -> None:
-        print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {_format(logs)}", flush=True)
-
-
-class _Bar(_Silent):
-    """A tqdm bar per epoch, counting batches, with the running loss and metrics."""
-
-    def __init__(self, epochs: int, steps: int, tqdm: Any) -> None:
-        super().__init__(epochs, steps)
-        self.tqdm = tqdm
-        self.bar: Any = None
-
-    def epoch_begin(self, epoch: int) -> None:
-        width = len(str(self.epochs))
-        self.bar = self.tqdm(
-            total=self.steps, desc=f"Epoch {epoch + 1:{width}d}/{self.epochs}", unit="batch"
-        )
-
-    def batch_end(self, running: Logs) -> None:
-        self.bar.set_postfix_str(_format(running), refresh=False)
-        self.bar.update(1)
-
-    def epoch_end(self, epoch: int, logs: Logs, seconds: float) -> None:
-        self.bar.set_postfix_str(_format(logs), refresh=False)
-        self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _progress(verbose: int, epochs: int, steps: int) -> _Silent:
-    if verbose == 0:
-        return _Silent(epochs, steps)
-    tqdm = _load_tqdm() if verbose == 1 else None
-    return _Lines(epochs, steps) if tqdm is None else _Bar(epochs, steps, tqdm)

@@ -603,7 +603,7 @@ def test_progress_bar_per_epoch_with_running_values(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     FakeTqdm.bars = []
-    monkeypatch.setattr("nnkit.training._load_tqdm", lambda: FakeTqdm)
+    monkeypatch.setattr("nnkit.progress.load_tqdm", lambda: FakeTqdm)
     history = quick_fit(verbose=1, epochs=3)
     assert capsys.readouterr().out == ""  # the bar replaces the lines
     assert [bar.desc for bar in FakeTqdm.bars] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
@@ -619,7 +619,7 @@ def test_progress_bar_per_epoch_with_running_values(
 
 def test_progress_bar_is_closed_on_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeTqdm.bars = []
-    monkeypatch.setattr("nnkit.training._load_tqdm", lambda: FakeTqdm)
+    monkeypatch.setattr("nnkit.progress.load_tqdm", lambda: FakeTqdm)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         quick_fit(verbose=1, callbacks=[InterruptAt(epoch=0, batch=1)])
     assert len(FakeTqdm.bars) == 1 and FakeTqdm.bars[0].closed
@@ -629,7 +629,7 @@ def test_verbose_2_prints_lines_even_with_tqdm(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     FakeTqdm.bars = []
-    monkeypatch.setattr("nnkit.training._load_tqdm", lambda: FakeTqdm)
+    monkeypatch.setattr("nnkit.progress.load_tqdm", lambda: FakeTqdm)
     quick_fit(verbose=2)
     assert FakeTqdm.bars == [] and len(capsys.readouterr().out.splitlines()) == 2
 
