@@ -84,13 +84,14 @@ class Sequential(Module):
                 f"Sequential takes Modules; argument {index} is a {type(layer).__name__}. "
                 "Wrap custom code in a Module subclass with forward and backward."
             )
-        for i, other in enumerate(self.layers):
-            if other is layer:
+        present = {id(module) for module in self.modules()}
+        for module in layer.modules():
+            if id(module) in present:
                 raise ValueError(
-                    f"{type(layer).__name__} at position {index} is the same object as the "
-                    f"module at position {i}; a layer keeps one cache, so it cannot be used "
-                    "twice in one forward pass. To share weights, build a second layer and "
-                    "give it the same Parameter (second.weight = first.weight)."
+                    f"{type(module).__name__} in argument {index} is already part of this "
+                    f"Sequential; a layer keeps one cache, so it cannot be used twice in one "
+                    "forward pass. To share weights, build a second layer and give it the same "
+                    "Parameter (second.weight = first.weight)."
                 )
         self.layers.append(layer)
         return self

@@ -69,6 +69,14 @@ class Module:
     def __init__(self) -> None:
         self.training = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that redefines backward but not accumulate_grad must not inherit a
+        # shortcut written for its parent's backward (a Dense or Sequential subclass that scales
+        # its gradient, say): it gets the default, which calls its own backward.
+        if "backward" in cls.__dict__ and "accumulate_grad" not in cls.__dict__:
+            cls.accumulate_grad = Module.accumulate_grad  # type: ignore[method-assign]
+
     # -- the contract --------------------------------------------------------------------
     def forward(self, x: Array) -> Array:
         """Compute the output for a batch ``x`` and cache what :meth:`backward` needs."""

@@ -100,6 +100,11 @@ class Parameter:
 
     def add_grad_matmul(self, a: NDArray[np.floating], b: NDArray[np.floating]) -> None:
         """``grad += a @ b``; after ``zero_grad()`` the product is written straight into grad."""
+        if (*a.shape[:-2], a.shape[-2], b.shape[-1]) != self._grad.shape:
+            raise ValueError(
+                f"add_grad_matmul of {a.shape} @ {b.shape} for a parameter of shape "
+                f"{self._grad.shape}"
+            )
         if self._grad_is_zero:
             np.matmul(a, b, out=self._grad)
             self._grad_is_zero = False
@@ -108,6 +113,11 @@ class Parameter:
 
     def add_grad_sum(self, a: NDArray[np.floating], axis: int = 0) -> None:
         """``grad += a.sum(axis)``; after ``zero_grad()`` the sum is written straight into grad."""
+        if a.shape[:axis] + a.shape[axis:][1:] != self._grad.shape:
+            raise ValueError(
+                f"add_grad_sum over axis {axis} of {a.shape} for a parameter of shape "
+                f"{self._grad.shape}"
+            )
         if self._grad_is_zero:
             np.add.reduce(a, axis=axis, out=self._grad)
             self._grad_is_zero = False
@@ -122,9 +132,13 @@ class Parameter:
         self.data = self.data.astype(dtype)
 
     def __copy__(self) -> Parameter:
-        """A shallow copy sharing ``data`` and ``grad`` (with any pending zeroing applied)."""
-        new = Parameter.__new__(Parameter)
-        new.data, new._grad, new._grad_is_zero = self.data, self.grad, False
+        """An independent copy (values and gradient), as ``copy.deepcopy`` gives.
+
+        Two Parameter objects cannot share one gradient array: each keeps its own lazy
+        "is zero" mark. Share the Parameter object itself instead.
+        """
+        new = Parameter(self.data)
+        np.copyto(new._grad, self.grad)
         return new
 
     def __repr__(self) -> str:

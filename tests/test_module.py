@@ -112,8 +112,10 @@ def test_discovery_walks_attributes_and_lists_and_dedups_shared() -> None:
 
 def test_same_layer_twice_is_refused_with_a_way_out() -> None:
     layer = nnkit.Dense(3, 3)
-    with pytest.raises(ValueError, match=r"same object as the module at position 0"):
+    with pytest.raises(ValueError, match=r"Dense in argument 2 is already part"):
         nnkit.Sequential(layer, nnkit.Tanh(), layer)
+    with pytest.raises(ValueError, match="already part"):
+        nnkit.Sequential(layer, nnkit.Tanh(), nnkit.Sequential(layer))  # nested reuse
     model = nnkit.Sequential(layer)
     with pytest.raises(ValueError, match=re.escape("second.weight = first.weight")):
         model.append(layer)
@@ -142,16 +144,56 @@ def test_sequential_subclass_keeps_its_own_parameters() -> None:
     assert "scale" in model.state_dict()
 
 
-def test_parameter_copy_and_checks() -> None:
+def test_parameter_copy_is_independent() -> None:
     p = nnkit.Parameter(np.ones(3))
     p.grad += 5
-    p.zero_grad()
     q = copy.copy(p)
-    assert not q.grad.any() and q.grad is p.grad and q.data is p.data
-    with pytest.raises(ValueError, match=r"add_grad got shape \(1,\)"):
-        p.add_grad(np.ones(1))  # would broadcast silently
+    q.zero_grad()
+    q.add_grad(np.ones(3))
+    assert np.all(p.grad == 5) and np.all(q.grad == 1) and np.all(q.data == p.data)
+    q.data += 1
+    assert np.all(p.data == 1)
+
+
+@pytest.mark.parametrize("zeroed", [True, False], ids=["after-zero_grad", "accumulating"])
+def test_parameter_adds_refuse_broadcasting(zeroed: bool) -> None:
+    p = nnkit.Parameter(np.ones((2, 3)))
+    if zeroed:
+        p.zero_grad()
+    with pytest.raises(ValueError, match=r"add_grad got shape \(1, 3\)"):
+        p.add_grad(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="add_grad_matmul"):
+        p.add_grad_matmul(np.ones((1, 4)), np.ones((4, 3)))
+    with pytest.raises(ValueError, match="add_grad_sum"):
+        p.add_grad_sum(np.ones((5, 3)), axis=0)
     with pytest.raises(TypeError, match="ndarray"):
         p.grad = [1.0, 2.0, 3.0]  # type: ignore[assignment]
+
+
+def test_subclass_overriding_backward_keeps_correct_accumulate_grad() -> None:
+    class Scaled(nnkit.Sequential):
+        def __init__(self) -> None:
+            super().__init__(nnkit.Dense(2, 1, rng=np.random.default_rng(0)))
+            self.scale = nnkit.Parameter(np.full(1, 3.0))
+            self._y: Any = None
+
+        def forward(self, x: Any) -> Any:
+            self._y = super().forward(x)
+            return self._y * self.scale.data
+
+        def backward(self, grad_out: Any) -> Any:
+            self.scale.add_grad(np.sum(grad_out * self._y, axis=0))
+            return super().backward(grad_out * self.scale.data)
+
+    x = np.random.default_rng(1).normal(size=(4, 2))
+    via_backward, via_accumulate = Scaled(), Scaled()
+    for model, run in ((via_backward, "backward"), (via_accumulate, "accumulate_grad")):
+        model(x)
+        getattr(model, run)(np.ones((4, 1)))
+    for (name, a), (_, b) in zip(
+        via_backward.named_parameters(), via_accumulate.named_parameters(), strict=True
+    ):
+        np.testing.assert_allclose(a.grad, b.grad, err_msg=name)
 
 
 def test_train_eval_switch_whole_tree() -> None:

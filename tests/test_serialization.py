@@ -217,6 +217,34 @@ def test_nested_mixed_dtype_round_trip(tmp_path: Path) -> None:
     assert [m.training for m in loaded.modules()] == [m.training for m in model.modules()]
 
 
+@ser.register_module(name="test_serialization.WithHead")
+class WithHead(nnkit.Sequential):
+    """A Sequential subclass that builds a module of its own besides its layers."""
+
+    def __init__(self, *layers: nnkit.Module) -> None:
+        super().__init__(*layers)
+        self.head = nnkit.Dense(2, 1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.head(super().forward(x))
+
+
+def test_sequential_subclass_with_its_own_module_round_trips(tmp_path: Path) -> None:
+    model = WithHead(nnkit.Dense(3, 2), nnkit.Tanh())
+    ser.save(model, tmp_path / "m.npz")
+    loaded = ser.load(tmp_path / "m.npz")
+    assert isinstance(loaded, WithHead) and len(loaded) == 2
+    assert state_equal(loaded, model)
+
+
+def test_block_converted_to_float64_round_trips(tmp_path: Path) -> None:
+    model = nnkit.Sequential(Block(3, 4, 0.1)).astype(np.float64)
+    ser.save(model, tmp_path / "m.npz")
+    loaded = ser.load(tmp_path / "m.npz")
+    assert all(p.dtype == np.float64 for p in loaded.parameters())
+    assert state_equal(loaded, model)
+
+
 def test_tied_weights_stay_tied(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     first, second = nnkit.Dense(3, 3, rng=rng), nnkit.Dense(3, 3, rng=rng)

@@ -7,15 +7,16 @@ A model's architecture is saved as a tree of nodes, one per module::
                   ["1", {"class": "Tanh", ...}]]}
 
 ``class`` is the module's *registered name*; ``config`` is its ``get_config()``; ``children``
-lists its ``named_children()``. A module met a second time in the tree (a layer used twice)
-is saved as ``{"ref": "0"}``, the dotted path of its first occurrence, and rebuilt as the
-same object.
+lists its ``named_children()``. A module met a second time in the tree (one object reached
+through two attributes) is saved as ``{"ref": "0"}``, the dotted path of its first
+occurrence, and rebuilt as the same object.
 
 Loading calls constructors of registered classes only: the registry is the allowlist of code
 a file can make nnkit run. Two kinds of module are rebuilt:
 
-- **Sequential and its registered subclasses**, from their saved children:
-  ``cls(*children, **config)``;
+- **Sequential and its registered subclasses**, from their saved layers ``"0"``, ``"1"``,
+  ...: ``cls(*layers, **config)``; modules a subclass creates itself are then checked as
+  below;
 - **every other module**, from its config alone: ``cls.from_config(config)`` if the class has
   that classmethod, else ``cls(**config)``. A custom block that creates its own layers in
   ``__init__`` is rebuilt this way, and the layers it creates are then checked against the
@@ -259,27 +260,32 @@ def build(plan: Plan) -> Module:
         built_ids.add(id(module))
 
     def make(plan: Plan) -> Module:
+        saved = plan.children
         children: list[Module] | None = None
-        if issubclass(plan.cls, Sequential):
-            children = [built[c] if isinstance(c, str) else make(c) for _, c in plan.children]
+        if issubclass(plan.cls, Sequential):  # its layers "0", "1", ... are passed in
+            layers = [(name, spec) for name, spec in saved if name.isdigit()]
+            saved = [(name, spec) for name, spec in saved if not name.isdigit()]
+            children = [built[c] if isinstance(c, str) else make(c) for _, c in layers]
         module = _construct(plan, children)
-        if children is None:
-            check_children(module, plan)
-        elif [(n, id(c)) for n, c in module.named_children()] != [
-            (n, id(c)) for (n, _), c in zip(plan.children, children, strict=True)
-        ]:
-            raise _mismatch(plan, "did not keep the children it was given, in order")
+        actual = list(module.named_children())
+        if children is not None:
+            given = [(str(i), id(c)) for i, c in enumerate(children)]
+            if [(n, id(c)) for n, c in actual[: len(children)]] != given:
+                raise _mismatch(plan, "did not keep the children it was given, in order")
+            actual = actual[len(children) :]
+        check_children(plan, actual, saved)  # what the constructor built itself
         module.training = plan.training
         record(plan.path, module)
         return module
 
-    def check_children(module: Module, plan: Plan) -> None:
+    def check_children(
+        plan: Plan, actual: list[tuple[str, Module]], saved: list[tuple[str, Plan | str]]
+    ) -> None:
         """Compare the children a constructor built with the saved ones, recursively."""
-        actual = list(module.named_children())
-        names, saved = [n for n, _ in actual], [n for n, _ in plan.children]
-        if names != saved:
-            raise _mismatch(plan, f"built the children {names}, but the file has {saved}")
-        for (_, child), (_, spec) in zip(actual, plan.children, strict=True):
+        names, saved_names = [n for n, _ in actual], [n for n, _ in saved]
+        if names != saved_names:
+            raise _mismatch(plan, f"built the children {names}, but the file has {saved_names}")
+        for (_, child), (_, spec) in zip(actual, saved, strict=True):
             if isinstance(spec, str):
                 if child is not built.get(spec):
                     raise _mismatch(plan, f"does not share its child with {_where(spec)}")
@@ -289,15 +295,22 @@ def build(plan: Plan) -> Module:
             if type(child) is not spec.cls:
                 raise _mismatch(spec, f"was built as a {type(child).__name__} by its parent")
             config = child.get_config()
-            if not _same(config, spec.config):
+            if not _same(_without_dtype(config), _without_dtype(spec.config)):
                 raise _mismatch(
                     spec, f"was built with config {config!r}, but the file has {spec.config!r}"
                 )
             child.training = spec.training
             record(spec.path, child)
-            check_children(child, spec)
+            check_children(spec, list(child.named_children()), spec.children)
 
     return make(plan)
+
+
+def _without_dtype(config: Any) -> Any:
+    """A config without its dtype: a child built in the default dtype is converted at load."""
+    if isinstance(config, dict):
+        return {key: value for key, value in config.items() if key != "dtype"}
+    return config
 
 
 def _construct(plan: Plan, children: list[Module] | None) -> Module:
