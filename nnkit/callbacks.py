@@ -51,7 +51,8 @@ class Callback:
         optimizer: the optimizer stepping it.
         params: ``{"epochs", "batch_size", "steps" (batches per epoch), "samples",
             "log_keys" (the keys of the epoch logs, e.g. ["loss", "accuracy", "val_loss",
-            "val_accuracy"])}``.
+            "val_accuracy"]), "dropped_metrics" (``["accuracy"]`` when fit dropped its default
+            metric for a regression loss, else ``[]``)}``.
         stop_training: set it to True to end training (see the module docstring).
     """
 
@@ -82,14 +83,27 @@ class Callback:
 
 
 def _check_logged(callback: Callback, monitor: str) -> None:
-    """Raise ValueError, before training starts, if fit will not log ``monitor``."""
+    """Raise ValueError, before training starts, if fit will not log ``monitor``; the message
+    gives each cause that applies (no validation data, a dropped default metric, a name that
+    is neither the loss nor a metric) and the keys fit will log."""
     keys = callback.params["log_keys"]
-    if monitor not in keys:
-        hint = " (pass validation_data to fit)" if monitor.startswith("val_") else ""
-        raise ValueError(
-            f"{type(callback).__name__} monitors {monitor!r}, which fit does not log{hint}; "
-            f"the logged values are {keys}"
+    if monitor in keys:
+        return
+    base = monitor.removeprefix("val_")
+    causes = []
+    if monitor != base and "val_loss" not in keys:
+        causes.append("no validation_data was passed to fit")
+    if base in callback.params.get("dropped_metrics", ()):
+        causes.append(
+            f"fit drops its default metric {base!r} for a regression loss (pass metrics= to "
+            "fit to log a metric)"
         )
+    elif base not in keys:
+        causes.append(f"{base!r} is neither the loss nor a metric of this fit")
+    raise ValueError(
+        f"{type(callback).__name__} monitors {monitor!r}, which fit will not log: "
+        f"{'; '.join(causes)}; fit logs {keys}"
+    )
 
 
 class _Monitor(Callback):

@@ -15,13 +15,16 @@ comes out of the model (logits, probabilities, regression values); ``target`` is
   * **binary**, ``pred`` of shape (N,) or (N, 1): class 1 is ``pred > 0.5`` for
     probabilities, ``pred > 0`` for logits (``from_logits=True``); the two agree because
     ``sigmoid(0) = 0.5``. ``target`` has N values in [0, 1], shape (N,) or (N, 1); class 1 is
-    ``target > 0.5``. With probabilities, a prediction outside [0, 1] is an error: it means the
-    model outputs logits, and thresholding them at 0.5 would be silently wrong.
+    ``target > 0.5``. With probabilities, a prediction outside [0, 1] is an error: the model
+    outputs logits (or it is a regression), and thresholding at 0.5 would be silently wrong.
 
   The name ``"accuracy"`` resolves to ``Accuracy(from_logits=True)`` when the loss is
   :class:`~nnkit.BCEWithLogitsLoss` and to ``Accuracy()`` otherwise (see :func:`get_metric`).
   ``fit`` and ``evaluate`` check all of ``y`` with :meth:`Accuracy.check_targets` before
-  they start, so targets that cannot be classes (regression values) fail up front.
+  they start, so targets that cannot be classes (regression values) fail up front; regression
+  targets that happen to lie in [0, 1] pass that check and fail later, at the first
+  prediction outside [0, 1]. Accuracy's errors say what to do for a classifier and for a
+  regression.
   Multi-label outputs (several independent sigmoid columns) are not covered: pass a callable.
 - :func:`mse` -- ``mean((pred - target)^2)``, :func:`mae` -- ``mean(|pred - target|)``, over all
   elements; ``pred`` and ``target`` must have the same shape (no broadcasting).
@@ -47,6 +50,12 @@ Metric = Callable[[Any, Any], float]
 
 MetricSpec = str | Metric
 """A metric name (``"accuracy"``, ``"mse"``, ``"mae"``) or a callable."""
+
+_FOR_REGRESSION = (
+    'for a regression, pass metrics=() or metrics=("mse",) (fit drops its default "accuracy" '
+    "by itself only for MSELoss, L1Loss and HuberLoss)"
+)
+"""The end of accuracy's errors: what a regression model (e.g. one with a custom loss) does."""
 
 
 class Accuracy:
@@ -93,7 +102,7 @@ class Accuracy:
             raise ValueError(
                 f"binary accuracy expects targets in [0, 1], got values in "
                 f"[{t.min()}, {t.max()}]; for class indices use a pred with one column per "
-                "class; for regression targets use the metric 'mse' instead of accuracy"
+                f"class; {_FOR_REGRESSION}"
             )
         p = p.reshape(n)
         if self.from_logits:
@@ -102,8 +111,9 @@ class Accuracy:
             if np.any(p < 0) or np.any(p > 1):
                 raise ValueError(
                     f"binary accuracy expects probabilities in [0, 1] (threshold 0.5), got "
-                    f"predictions in [{np.nanmin(p)}, {np.nanmax(p)}]: the model outputs logits. "
-                    "Use Accuracy(from_logits=True) (threshold 0), or end the model with Sigmoid"
+                    f"predictions in [{np.nanmin(p)}, {np.nanmax(p)}]. If this is a classifier "
+                    "that outputs logits, use Accuracy(from_logits=True) (threshold 0) or end "
+                    f"the model with Sigmoid; {_FOR_REGRESSION}"
                 )
             predicted = p > 0.5
         return float(np.mean(predicted == (t.reshape(n) > 0.5)))
@@ -138,8 +148,7 @@ class Accuracy:
             f"{where} cannot be read by the metric {name!r}: accuracy needs class labels "
             "(integer class indices of shape (N,), binary targets in [0, 1], or one-hot or "
             f"probability rows in [0, 1]), got {t.dtype} values {_value_range(t)} of shape "
-            f"{t.shape}; {hint}for regression targets pass "
-            'metrics=() for no metric or metrics=("mse",) for the mean squared error'
+            f"{t.shape}; {hint}{_FOR_REGRESSION}"
         )
 
     def __repr__(self) -> str:
@@ -154,8 +163,7 @@ def _multiclass(p: NDArray[Any], t: NDArray[Any]) -> float:
             raise ValueError(
                 f"accuracy expects target rows of shape ({n}, {c}) to be one-hot or "
                 f"probabilities with values in [0, 1], got values {_value_range(t)}; pass "
-                f"class indices of shape ({n},) or one-hot rows, or, "
-                "for regression targets, use the metric 'mse' instead of accuracy"
+                f"class indices of shape ({n},) or one-hot rows; {_FOR_REGRESSION}"
             )
         return float(np.mean(predicted == np.argmax(t, axis=1)))
     if t.shape != (n,):
@@ -256,14 +264,18 @@ def get_metric(metric: MetricSpec, loss_fn: object = None) -> tuple[str, Metric]
 
 
 def get_metrics(
-    metrics: MetricSpec | Iterable[MetricSpec], loss_fn: object = None
+    metrics: MetricSpec | Iterable[MetricSpec] | None, loss_fn: object = None
 ) -> dict[str, Metric]:
     """Resolve several metrics (or a single one) to ``{name: function}``, in order.
+
+    ``None`` means no metrics, as ``()`` does.
 
     Raises:
         ValueError: two metrics with the same name, or a metric named ``"loss"`` or starting
             with ``"val_"`` (those keys belong to the loss and to validation).
     """
+    if metrics is None:
+        return {}
     specs: list[MetricSpec] = (
         [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics)
     )

@@ -65,7 +65,7 @@ def fit(
     epochs: int,
     batch_size: int = 32,
     validation_data: tuple[ArrayLike, ArrayLike] | None = None,
-    metrics: MetricSpec | Iterable[MetricSpec] = _DEFAULT_METRICS,
+    metrics: MetricSpec | Iterable[MetricSpec] | None = _DEFAULT_METRICS,
     callbacks: Callback | Iterable[Callback] = (),
     shuffle: bool = True,
     rng: np.random.Generator | None = None,
@@ -102,10 +102,11 @@ def fit(
         batch_size: samples per batch (the last batch of an epoch may be smaller).
         validation_data: ``(X_val, y_val)`` to evaluate after every epoch.
         metrics: metric names or callables (see ``nnkit.metrics``), or a single one; ``()``
-            for none. Left at its default ``("accuracy",)``, the metric is dropped when
-            ``loss_fn`` is a regression loss (``MSELoss``, ``L1Loss``, ``HuberLoss``): such a
-            run logs the loss only. Pass ``metrics=("mse",)`` (or ``"accuracy"`` explicitly)
-            to log a metric anyway.
+            or ``None`` for none. Left at its default ``("accuracy",)``, the metric is dropped
+            when ``loss_fn`` is a built-in regression loss (``MSELoss``, ``L1Loss``,
+            ``HuberLoss``): such a run logs the loss only. Pass ``metrics=("mse",)`` (or
+            ``"accuracy"`` explicitly) to log a metric anyway. A custom regression loss keeps
+            the default: pass ``metrics=()`` or ``metrics=("mse",)`` with it.
         callbacks: :class:`~nnkit.callbacks.Callback` instances (see ``nnkit.callbacks``), or a
             single one.
         shuffle: draw a new order of the samples every epoch.
@@ -145,6 +146,7 @@ def fit(
             )
         val = _check_data(*validation_data, "fit: validation_data ")
     metric_fns = _resolve_metrics(metrics, loss_fn)
+    dropped = list(_DEFAULT_METRICS) if _drops_default(metrics, loss_fn) else []
     _check_targets(metric_fns, y_, "fit: y")
     if val is not None:
         _check_targets(metric_fns, val[1], "fit: validation_data y")
@@ -159,6 +161,7 @@ def fit(
         "steps": len(loader),
         "samples": len(X_),
         "log_keys": log_keys,
+        "dropped_metrics": dropped,
     }
     for callback in callbacks:
         callback.model, callback.optimizer = model, optimizer
@@ -254,7 +257,7 @@ def evaluate(
     y: ArrayLike,
     *,
     batch_size: int = 32,
-    metrics: MetricSpec | Iterable[MetricSpec] = _DEFAULT_METRICS,
+    metrics: MetricSpec | Iterable[MetricSpec] | None = _DEFAULT_METRICS,
 ) -> dict[str, float]:
     """The loss and metrics of ``model`` on ``(X, y)``, computed in eval mode.
 
@@ -263,9 +266,9 @@ def evaluate(
     rounding) for the built-in metrics and ``"mean"`` losses. The model's training flags are
     restored afterwards, also when an exception is raised. No gradient is computed.
 
-    ``metrics`` are as for :func:`fit`: left at its default ``("accuracy",)``, the metric is
-    dropped for a regression loss (``MSELoss``, ``L1Loss``, ``HuberLoss``), so the result is
-    ``{"loss": ...}`` alone.
+    ``metrics`` are as for :func:`fit` (``()`` or ``None`` for none): left at its default
+    ``("accuracy",)``, the metric is dropped for a built-in regression loss (``MSELoss``,
+    ``L1Loss``, ``HuberLoss``), so the result is ``{"loss": ...}`` alone.
 
     Returns:
         ``{"loss": ..., "<metric>": ...}``.
@@ -422,12 +425,18 @@ def _check_callbacks(callbacks: Callback | Iterable[Callback]) -> list[Callback]
     return checked
 
 
+def _drops_default(metrics: object, loss_fn: object) -> bool:
+    """True if ``metrics`` is the default ``("accuracy",)`` (the very object, not an equal
+    tuple the caller passed) and ``loss_fn`` a built-in regression loss."""
+    return metrics is _DEFAULT_METRICS and isinstance(loss_fn, _REGRESSION_LOSSES)
+
+
 def _resolve_metrics(
-    metrics: MetricSpec | Iterable[MetricSpec], loss_fn: object
+    metrics: MetricSpec | Iterable[MetricSpec] | None, loss_fn: object
 ) -> dict[str, Metric]:
-    """``get_metrics``, except that the default ``("accuracy",)`` (the very object, not an
-    equal tuple the caller passed) is dropped for a regression loss."""
-    if metrics is _DEFAULT_METRICS and isinstance(loss_fn, _REGRESSION_LOSSES):
+    """``get_metrics`` (None: no metrics), except that the default is dropped for a built-in
+    regression loss (see _drops_default)."""
+    if _drops_default(metrics, loss_fn):
         return {}
     return get_metrics(metrics, loss_fn)
 

@@ -120,7 +120,7 @@ def test_hooks_run_in_order_with_model_optimizer_and_params() -> None:
     assert recorder.model is model and recorder.optimizer is optimizer
     assert recorder.params == {
         "epochs": 2, "batch_size": 32, "steps": 2, "samples": 60,
-        "log_keys": ["loss", "accuracy", "val_loss", "val_accuracy"],
+        "log_keys": ["loss", "accuracy", "val_loss", "val_accuracy"], "dropped_metrics": [],
     }  # fmt: skip
     assert recorder.batch_keys == ["loss", "accuracy"]
     assert recorder.epoch_keys == ["loss", "accuracy", "val_loss", "val_accuracy"]
@@ -214,9 +214,45 @@ def test_early_stopping_monitoring_a_value_not_logged_fails_before_training(
     tmp_path: Path,
 ) -> None:
     recorder = Recorder()
-    with pytest.raises(ValueError, match=r"'val_loss'.*pass validation_data to fit"):
+    with pytest.raises(ValueError, match=r"'val_loss'.*no validation_data was passed to fit"):
         run([recorder, CSVLogger(tmp_path / "log.csv"), EarlyStopping()])
     assert recorder.events == [] and not (tmp_path / "log.csv").exists()  # no hook ran
+
+
+Y_REG = X[:, :1] * 3.0  # regression targets
+
+
+# (description, monitor, loss, y, fit's extra arguments, causes that are named, and not)
+NOT_LOGGED: list[tuple[str, str, Any, Any, dict[str, Any], list[str], list[str]]] = [
+    ("dropped default, validation passed", "val_accuracy", nnkit.MSELoss(), Y_REG,
+     {"validation_data": (X, Y_REG)}, ["default metric 'accuracy'", "['loss', 'val_loss']"],
+     ["validation_data"]),
+    ("dropped default, no validation", "val_accuracy", nnkit.MSELoss(), Y_REG, {},
+     ["default metric 'accuracy'", "no validation_data"], []),
+    ("dropped default, training value", "accuracy", nnkit.MSELoss(), Y_REG, {},
+     ["default metric 'accuracy'"], ["validation_data"]),
+    ("no validation", "val_loss", nnkit.CrossEntropyLoss(), Y, {"metrics": "accuracy"},
+     ["no validation_data", "['loss', 'accuracy']"], ["default metric"]),
+    ("unknown name", "val_acc", nnkit.CrossEntropyLoss(), Y,
+     {"metrics": "accuracy", "validation_data": (X, Y)},
+     ["'acc' is neither the loss nor a metric"], ["validation_data", "default metric"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("monitor", "loss_fn", "y", "kwargs", "named", "not_named"),
+                         [c[1:] for c in NOT_LOGGED], ids=[c[0] for c in NOT_LOGGED])  # fmt: skip
+def test_a_value_not_logged_is_explained_by_its_causes(
+    monitor: str, loss_fn: Any, y: Any, kwargs: dict[str, Any], named: list[str],
+    not_named: list[str],
+) -> None:  # fmt: skip
+    model = make_model() if y is Y else nnkit.Sequential(nnkit.Dense(2, 1))
+    with pytest.raises(ValueError) as info:
+        fit(model, loss_fn, SGD(model.parameters(), lr=0.1), X, y, epochs=1, verbose=0,
+            callbacks=EarlyStopping(monitor=monitor), **kwargs)  # fmt: skip
+    message = str(info.value)
+    assert message.startswith(f"EarlyStopping monitors {monitor!r}, which fit will not log: ")
+    assert all(words in message for words in named), message
+    assert not any(words in message for words in not_named), message
 
 
 @pytest.mark.parametrize(

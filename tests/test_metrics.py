@@ -75,13 +75,13 @@ BAD: list[tuple[str, Any, Any, Any, type[Exception], str]] = [
     ("multiclass negative target rows", Accuracy(), LOGITS, np.eye(3)[[0, 1, 2, 2]] - 0.5,
      ValueError, "one-hot or probabilities with values in [0, 1], got values in [-0.5, 0.5]"),
     ("multiclass target rows above 1", Accuracy(), LOGITS, 2.0 * np.eye(3)[[0, 1, 2, 2]],
-     ValueError, "use the metric 'mse' instead of accuracy"),
+     ValueError, 'for a regression, pass metrics=() or metrics=("mse",)'),
     ("multiclass integer rows above 1", Accuracy(), LOGITS, np.full((4, 3), 3),
      ValueError, "one-hot or probabilities"),
     ("multiclass NaN target rows", Accuracy(), LOGITS, np.full((4, 3), np.nan),
      ValueError, "one-hot or probabilities"),
     ("binary regression targets", Accuracy(), PROBS_COL, np.array([0.5, 1.5, -2.0, 0.0]),
-     ValueError, "use the metric 'mse'"),
+     ValueError, 'for a regression, pass metrics=() or metrics=("mse",)'),
     ("3-d pred", Accuracy(), np.zeros((2, 3, 4)), np.zeros(2, int), ValueError, "(N, C)"),
     ("empty pred", Accuracy(), np.zeros((0, 3)), np.zeros(0, int), ValueError, "N >= 1"),
     ("string pred", Accuracy(), np.array(["a"]), np.array([1]), TypeError, "numeric pred"),
@@ -155,6 +155,18 @@ def test_callables_are_named_by_their_name() -> None:
     ]  # fmt: skip
     assert list(get_metrics("mae")) == ["mae"]  # a single name is one metric
     assert list(get_metrics(mse)) == ["mse"]
+    assert get_metrics(None) == {} == get_metrics(())  # None: no metrics
+
+
+def test_linear_outputs_error_advises_a_classifier_and_a_regression() -> None:
+    # a prediction outside [0, 1] means logits, or a regression model (e.g. one with a custom
+    # loss, for which fit keeps its default "accuracy"): the message covers both
+    with pytest.raises(ValueError) as info:
+        Accuracy()(np.array([[2.0], [-1.0]]), np.array([1.0, 0.25]))
+    message = str(info.value)
+    assert "classifier" in message and "Accuracy(from_logits=True)" in message
+    assert 'for a regression, pass metrics=() or metrics=("mse",)' in message
+    assert "only for MSELoss, L1Loss and HuberLoss" in message
 
 
 @pytest.mark.parametrize(
@@ -216,4 +228,4 @@ def test_check_targets_refuses_what_cannot_be_classes(target: Any, words: str) -
     message = str(info.value)
     assert message.startswith("fit: y cannot be read by the metric 'acc'")
     assert words in message
-    assert 'metrics=() for no metric or metrics=("mse",)' in message
+    assert 'for a regression, pass metrics=() or metrics=("mse",)' in message

@@ -270,7 +270,7 @@ def test_accuracy_on_regression_targets_says_what_to_do() -> None:
             epochs=1, metrics=["accuracy"], verbose=0)  # fmt: skip
     message = str(info.value)
     assert "metric 'accuracy'" in message and "regression" in message
-    assert 'metrics=() for no metric or metrics=("mse",)' in message
+    assert 'for a regression, pass metrics=() or metrics=("mse",)' in message
 
 
 def regressor(n_out: int = 1) -> nnkit.Sequential:
@@ -308,6 +308,41 @@ def test_explicit_accuracy_is_kept_with_a_regression_loss() -> None:
         assert list(evaluate(model, nnkit.MSELoss(), X_OK, y, metrics=metrics)) == [
             "loss", "accuracy",
         ]  # fmt: skip
+
+
+class LogCoshLoss(nnkit.Loss):
+    """A custom regression loss (the example of docs/custom-layers.md)."""
+
+    def _forward(self, pred: Any, target: Any) -> Any:
+        d = pred - np.asarray(target, dtype=pred.dtype)
+        self._grad = np.tanh(d)
+        return np.logaddexp(d, -d) - np.log(2.0)
+
+
+def test_custom_regression_loss_keeps_accuracy_and_the_error_says_what_to_do() -> None:
+    # only the built-in regression losses drop the default "accuracy"; with a custom one and
+    # targets in [0, 1] accuracy fails on the first batch, advising classifier and regression
+    model = regressor()
+    before = model.state_dict()
+    y = np.linspace(0.0, 1.0, len(X_OK))[:, None]
+    with pytest.raises(ValueError) as info:
+        fit(model, LogCoshLoss(), SGD(model.parameters(), lr=0.1), X_OK, y, epochs=1,
+            verbose=0)  # fmt: skip
+    message = str(info.value)
+    assert "Accuracy(from_logits=True)" in message
+    assert 'for a regression, pass metrics=() or metrics=("mse",)' in message
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    history = fit(model, LogCoshLoss(), SGD(model.parameters(), lr=0.1), X_OK, y, epochs=1,
+                  metrics=("mse",), verbose=0)  # fmt: skip
+    assert list(history.history) == ["loss", "mse"]
+
+
+def test_metrics_none_means_no_metrics() -> None:
+    model = classifier()
+    history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X_OK, Y_OK,
+                  epochs=1, metrics=None, validation_data=(X_OK, Y_OK), verbose=0)  # fmt: skip
+    assert list(history.history) == ["loss", "val_loss"]
+    assert list(evaluate(model, nnkit.CrossEntropyLoss(), X_OK, Y_OK, metrics=None)) == ["loss"]
 
 
 def raise_on_call(pred: Any, target: Any) -> float:
