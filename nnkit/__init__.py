@@ -42,10 +42,12 @@ from nnkit.serialization import (
     UnsafeFileError,
     load,
     load_checkpoint,
+    load_safetensors,
     load_weights,
     register_module,
     save,
     save_checkpoint,
+    save_safetensors,
     save_weights,
 )
 from nnkit.summary import summary
@@ -96,6 +98,7 @@ __all__ = [
     "init",
     "load",
     "load_checkpoint",
+    "load_safetensors",
     "load_weights",
     "metrics",
     "optim",
@@ -103,6 +106,7 @@ __all__ = [
     "register_module",
     "save",
     "save_checkpoint",
+    "save_safetensors",
     "save_weights",
     "summary",
     "testing",

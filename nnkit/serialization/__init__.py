@@ -10,6 +10,8 @@ anything is built from it or loaded into anything. Writes are atomic. See docs/s
 - :func:`save_weights` / :func:`load_weights`: a state dict alone.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: weights, optimizer, scheduler, data-order
   generator, epoch and extra values, to resume training exactly.
+- :func:`save_safetensors` / :func:`load_safetensors`: a state dict as a safetensors file, to
+  exchange weights with other tools (needs the optional extra ``safetensors``).
 """
 
 from nnkit.serialization.architecture import register_module
@@ -24,6 +26,7 @@ from nnkit.serialization.errors import (
     UnsafeFileError,
 )
 from nnkit.serialization.model import load, load_weights, save, save_weights
+from nnkit.serialization.safetensors import load_safetensors, save_safetensors
 
 __all__ = [
     "FORMAT_VERSION",
@@ -37,9 +40,11 @@ __all__ = [
     "UnsafeFileError",
     "load",
     "load_checkpoint",
+    "load_safetensors",
     "load_weights",
     "register_module",
     "save",
     "save_checkpoint",
+    "save_safetensors",
     "save_weights",
 ]
