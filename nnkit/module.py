@@ -7,7 +7,8 @@ The contract (docs/architecture.md states it in full)::
 
 A module owns its parameters, its cache and its gradients. Parameters are discovered by
 walking the module's attributes in insertion order: a :class:`Parameter` is yielded, a
-:class:`Module` is recursed into, and a list or tuple of Modules is recursed into by index.
+:class:`Module` is recursed into, and lists, tuples and dicts of them are searched by index
+or key.
 No registration call is needed, and a parameter reachable twice is yielded once.
 """
 
@@ -121,14 +122,22 @@ class Module:
 
     # -- the tree ------------------------------------------------------------------------
     def _named_members(self) -> Iterator[tuple[str, Parameter | Module]]:
-        """Direct parameters and child modules, by attribute name, in insertion order."""
+        """Direct parameters and child modules, by attribute name, in insertion order.
+
+        An attribute that is a list or tuple is searched by index (``"blocks.0"``), and a dict
+        with string keys by key (``"heads.cls"``), one level deep.
+        """
         for name, value in vars(self).items():
             if isinstance(value, (Parameter, Module)):
                 yield name, value
             elif isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
-                    if isinstance(item, Module):
+                    if isinstance(item, (Parameter, Module)):
                         yield f"{name}.{i}", item
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(key, str) and isinstance(item, (Parameter, Module)):
+                        yield f"{name}.{key}", item
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """Direct child modules with their names."""
@@ -275,10 +284,10 @@ class Module:
 
     def __repr__(self) -> str:
         children = list(self.named_children())
-        head = f"{type(self).__name__}({self.extra_repr()}"
+        extra = self.extra_repr()
         if not children:
-            return head + ")"
-        lines = [head]
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}("] + ([f"  {extra}"] if extra else [])
         for name, child in children:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")

@@ -124,14 +124,14 @@ def _check_layer(
         if not np.array_equal(xd, x_before, equal_nan=True):
             raise _fail(module, "forward() mutated its input")
         if y.dtype != dtype:
-            raise _fail(module, f"forward() of a {dtype} module returned {y.dtype}")
+            raise _fail(module, f"forward() in {dtype} (input and parameters) returned {y.dtype}")
         dy = _rng(seed).standard_normal(y.shape).astype(dtype)
         dy_before = dy.copy()
         dx = m.backward(dy)
         if not np.array_equal(dy, dy_before):
             raise _fail(module, "backward() mutated grad_out")
         if x.dtype.kind == "f" and dx.dtype != dtype:
-            raise _fail(module, f"backward() of a {dtype} module returned {dx.dtype}")
+            raise _fail(module, f"backward() in {dtype} (input and parameters) returned {dx.dtype}")
         for name, param in m.named_parameters():
             if param.data.dtype != dtype or param.grad.dtype != dtype:
                 raise _fail(module, f"parameter {name!r} is not {dtype} after astype({dtype})")

@@ -110,6 +110,34 @@ def test_discovery_walks_attributes_and_lists_and_dedups_shared() -> None:
     assert len(list(model.modules())) == 3  # itself, the shared Dense, the Tanh
 
 
+def test_discovery_of_parameter_lists_and_dicts() -> None:
+    class Bag(nnkit.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ws = [nnkit.Parameter(np.ones(2)), nnkit.Parameter(np.ones(3))]
+            self.heads = {"cls": nnkit.Dense(2, 2), "box": nnkit.Dense(2, 4)}
+
+    names = [name for name, _ in Bag().named_parameters()]
+    assert names == [
+        "ws.0", "ws.1", "heads.cls.weight", "heads.cls.bias", "heads.box.weight", "heads.box.bias"
+    ]
+
+
+def test_repr_of_a_container_with_config() -> None:
+    class Scaled(nnkit.Sequential):
+        def get_config(self) -> dict[str, Any]:
+            return {"scale": 0.5}
+
+    assert repr(Scaled(nnkit.Tanh())) == "Scaled(\n  scale=0.5\n  (0): Tanh()\n)"
+
+
+def test_tying_weights_of_different_shapes_says_so() -> None:
+    first, second = nnkit.Dense(4, 3), nnkit.Dense(3, 4)
+    second.weight = first.weight
+    with pytest.raises(ValueError, match=r"weight of shape \(4, 3\); a Parameter shared"):
+        nnkit.Sequential(first, second)(np.ones((1, 4)))
+
+
 def test_same_layer_twice_is_refused_with_a_way_out() -> None:
     layer = nnkit.Dense(3, 3)
     with pytest.raises(ValueError, match=r"Dense in argument 2 is already part"):

@@ -113,8 +113,15 @@ class Dense(Module):
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) "
                 f"expected input of shape (N, {self.in_features}), got {x.shape}"
             )
+        weight = self.weight.data
+        if weight.shape != (self.in_features, self.out_features):
+            raise ValueError(
+                f"Dense(in_features={self.in_features}, out_features={self.out_features}) has a "
+                f"weight of shape {weight.shape}; a Parameter shared between layers (tied "
+                "weights) must have the same shape in both"
+            )
         self._x = x
-        y: Array = x @ self.weight.data
+        y: Array = x @ weight
         if self.bias is not None:
             y += self.bias.data
         return y

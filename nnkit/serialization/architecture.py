@@ -30,6 +30,7 @@ code and use ``save_weights`` / ``load_weights``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,10 +164,12 @@ def encode_architecture(model: Module, sink: ArraySink) -> dict[str, Any]:
                 f"cannot save {where}: get_config() must return a dict with str keys (the "
                 f"constructor's keyword arguments), got {config!r}"
             )
+        encoded = encode(config, sink, "config", f"the config of {where}")
+        _check_rebuildable(module, config, where)
         inner = (*ancestors, id(module))
         return {
             "class": name,
-            "config": encode(config, sink, "config", f"the config of {where}"),
+            "config": encoded,
             "training": bool(module.training),
             "children": [
                 [child_name, node(child, _join(path, child_name), inner)]
@@ -175,6 +178,23 @@ def encode_architecture(model: Module, sink: ArraySink) -> dict[str, Any]:
         }
 
     return node(model, "", ())
+
+
+def _check_rebuildable(module: Module, config: dict[str, Any], where: str) -> None:
+    """Refuse to save a module that load could not construct from its config."""
+    cls = type(module)
+    if callable(getattr(cls, "from_config", None)):
+        return
+    layers = len(module.layers) if isinstance(module, Sequential) else 0
+    try:
+        inspect.signature(cls).bind(*range(layers), **config)
+    except TypeError as exc:
+        raise SerializationError(
+            f"cannot save {where}: nnkit.load would call {cls.__name__}"
+            f"({'*layers, ' if layers else ''}**config) with config {config!r} from "
+            f"get_config(), and that fails ({exc}). Make get_config() return the constructor's "
+            "arguments, or define a from_config classmethod."
+        ) from None
 
 
 # -- loading ---------------------------------------------------------------------------------
