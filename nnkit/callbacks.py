@@ -22,6 +22,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+import string
 import warnings
 from typing import Any, Literal
 
@@ -29,6 +31,7 @@ from nnkit.module import Array, Module
 from nnkit.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from nnkit.optim.optimizer import Optimizer
 from nnkit.serialization import save, save_weights
+from nnkit.serialization.archive import folder_error
 
 __all__ = [
     "CSVLogger",
@@ -82,10 +85,11 @@ class Callback:
         ``logs`` are those of the last complete epoch (empty if there was none)."""
 
 
-def _check_logged(callback: Callback, monitor: str) -> None:
+def _check_logged(callback: Callback, monitor: str, uses: str | None = None) -> None:
     """Raise ValueError, before training starts, if fit will not log ``monitor``; the message
     gives each cause that applies (no validation data, a dropped default metric, a name that
-    is neither the loss nor a metric) and the keys fit will log."""
+    is neither the loss nor a metric) and the keys fit will log. It begins with ``uses``,
+    what needs the value (by default "<callback class> monitors '<monitor>'")."""
     keys = callback.params["log_keys"]
     if monitor in keys:
         return
@@ -100,10 +104,8 @@ def _check_logged(callback: Callback, monitor: str) -> None:
         )
     elif base not in keys:
         causes.append(f"{base!r} is neither the loss nor a metric of this fit")
-    raise ValueError(
-        f"{type(callback).__name__} monitors {monitor!r}, which fit will not log: "
-        f"{'; '.join(causes)}; fit logs {keys}"
-    )
+    uses = uses or f"{type(callback).__name__} monitors {monitor!r}"
+    raise ValueError(f"{uses}, which fit will not log: {'; '.join(causes)}; fit logs {keys}")
 
 
 class _Monitor(Callback):
@@ -351,8 +353,24 @@ class ModelCheckpoint(_Monitor):
         self.saved: list[str] = []
 
     def _check_setup(self) -> None:
+        """Check, before any training step, everything that would otherwise fail only at the
+        end of the first epoch: the monitored value, the path's fields, the folder."""
         if self.save_best_only:
             _check_logged(self, self.monitor)
+        keys = self.params["log_keys"]
+        try:
+            fields = [field for _, field, _, _ in string.Formatter().parse(self.path) if field]
+        except ValueError:  # a stray brace: _format explains
+            fields = []
+        for field in fields:
+            key = re.split(r"[.\[]", field, maxsplit=1)[0]  # "loss" of "loss.real"
+            if key and not key.isdigit() and key != "epoch":
+                _check_logged(self, key, f"ModelCheckpoint's path {self.path!r} uses {{{key}}}")
+        path = self._format(1, dict.fromkeys(keys, 0.0))  # every other mistake in the fields
+        if not re.search(r"[{}]", os.path.dirname(self.path)):  # else the folder changes
+            error = folder_error(path, f"ModelCheckpoint cannot save to {self.path!r}")
+            if error is not None:
+                raise error
 
     def on_train_begin(self, logs: Logs) -> None:
         self._reset()
@@ -364,15 +382,19 @@ class ModelCheckpoint(_Monitor):
             if not self._improved(current):
                 return
             self.best = current
-        try:
-            path = self.path.format(epoch=epoch + 1, **logs)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"ModelCheckpoint cannot fill in the path {self.path!r} ({exc!r}); use the "
-                f"fields {{epoch}} and {sorted(logs)}"
-            ) from exc
+        path = self._format(epoch + 1, logs)
         if self.save_weights_only:
             save_weights(self.model, path)
         else:
             save(self.model, path)
         self.saved.append(path)
+
+    def _format(self, epoch: int, logs: Logs) -> str:
+        """The path of the epoch (counted from 1) with these logs."""
+        try:
+            return self.path.format(epoch=epoch, **logs)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint cannot fill in the path {self.path!r} ({exc!r}); use the "
+                f"fields {{epoch}} and {sorted(logs)}"
+            ) from exc

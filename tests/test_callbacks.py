@@ -427,9 +427,51 @@ def test_checkpoint_weights_only(tmp_path: Path) -> None:
     assert same_weights(weights, model.state_dict())  # loss fell every epoch: the last is best
 
 
-def test_checkpoint_bad_path_field(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\{epoch\}"):
-        run([ModelCheckpoint(tmp_path / "{val_loss}.npz")], epochs=1)
+# (description, path in tmp_path, error, match)
+BAD_PATHS: list[tuple[str, str, type[Exception], str]] = [
+    ("field not logged", "x-{val_accuracy:.2f}.npz", ValueError,
+     r"path '.*x-\{val_accuracy:\.2f\}\.npz' uses \{val_accuracy\}, which fit will not log: no "
+     r"validation_data was passed to fit; fit logs \['loss', 'accuracy'\]"),
+    ("unknown field", "{acc}.npz", ValueError, r"uses \{acc\}.*'acc' is neither the loss"),
+    ("attribute of a logged field", "{val_loss.real}.npz", ValueError,
+     r"uses \{val_loss\}.*no validation_data"),
+    ("bad format spec", "{loss:d}.npz", ValueError, r"cannot fill in the path .*\{epoch\}"),
+    ("positional field", "{}.npz", ValueError, r"cannot fill in the path .*\{epoch\}"),
+    ("stray brace", "{epoch.npz", ValueError, r"cannot fill in the path"),
+    ("missing folder", "nodir/x-{epoch}.npz", FileNotFoundError,
+     r"ModelCheckpoint cannot save to '.*nodir/x-\{epoch\}\.npz': the folder '.*nodir' does "
+     r"not exist; create it first"),
+    ("a file as folder", "file.txt/x.npz", NotADirectoryError, r"file\.txt' is not a folder"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "error", "match"), [c[1:] for c in BAD_PATHS],
+                         ids=[c[0] for c in BAD_PATHS])  # fmt: skip
+def test_checkpoint_bad_path_fails_before_training(
+    tmp_path: Path, path: str, error: type[Exception], match: str
+) -> None:
+    (tmp_path / "file.txt").write_text("")
+    model = make_model()
+    before = model.state_dict()
+    recorder = Recorder()
+    with pytest.raises(error, match=match):
+        run([recorder, ModelCheckpoint(tmp_path / path)], epochs=1, model=model)
+    assert recorder.events == []  # no hook ran, no training step was taken
+    assert same_weights(model.state_dict(), before)
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_checkpoint_path_checks_accept_good_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run-1").mkdir()  # a folder with fields is filled in per epoch: not checked
+    paths = ["m.npz", "run-{epoch}/m.npz", "{epoch.real}-{loss:.1e}-{{x}}.npz"]
+    checkpoints = [ModelCheckpoint(path) for path in paths]
+    history = run(checkpoints, epochs=1)
+    loss = history.history["loss"][0]
+    expected = ["m.npz", "run-1/m.npz", f"1-{loss:.1e}-{{x}}.npz"]
+    assert [c.saved for c in checkpoints] == [[path] for path in expected]
 
 
 def test_checkpoint_monitor_must_be_logged(tmp_path: Path) -> None:

@@ -262,6 +262,52 @@ def test_damaged_files_raise_corrupt_file_error(tmp_path: Path) -> None:
     assert same_bits(model.state_dict(), before)
 
 
+def test_an_nnkit_file_is_named_as_such(tmp_path: Path) -> None:
+    model = make_model()
+    saves: dict[str, Callable[[Path], None]] = {
+        "model": lambda path: nnkit.save(model, path),
+        "weights": lambda path: nnkit.save_weights(model, path),
+        "checkpoint": lambda path: nnkit.save_checkpoint(path, model=model),
+    }
+    target = make_model(seed=1)
+    before = target.state_dict()
+    for kind, save in saves.items():
+        path = tmp_path / f"{kind}.npz"
+        save(path)
+        for into in (None, target):
+            with pytest.raises(ser.CorruptFileError) as info:
+                ser.load_safetensors(path, into)
+            message = str(info.value)
+            assert message.startswith(f"{path} is not a safetensors file: it is a zip archive")
+            assert "nnkit.load(path)" in message and "nnkit.load_weights(path, model)" in message
+            assert "intact copy" not in message and "header too large" not in message
+            assert info.value.__cause__ is None
+    assert same_bits(target.state_dict(), before)
+
+
+def test_nnkit_loaders_name_a_safetensors_file(tmp_path: Path) -> None:
+    plain = tmp_path / "w.safetensors"
+    ser.save_safetensors(make_model(), plain)
+    # a header of 128 bytes: the file starts with b"\x80", as a pickle does
+    padded = tmp_path / "padded.safetensors"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    padded.write_bytes(struct.pack("<Q", 128) + header.ljust(128) + bytes(8))
+    assert padded.read_bytes()[:1] == b"\x80" and list(safetensors_numpy.load_file(padded)) == ["w"]
+    loaders: list[Callable[[Path], object]] = [
+        nnkit.load,
+        nnkit.load_weights,
+        lambda path: nnkit.load_weights(path, make_model()),
+        lambda path: nnkit.load_checkpoint(path, model=make_model()),
+    ]
+    for path in (plain, padded):
+        for load in loaders:
+            with pytest.raises(ser.CorruptFileError) as info:
+                load(path)
+            assert type(info.value) is ser.CorruptFileError  # not UnsafeFileError ("a pickle")
+            assert str(info.value).startswith(f"{path} is not an nnkit file: it is a safetensors")
+            assert "nnkit.load_safetensors(path, model)" in str(info.value)
+
+
 def test_dtype_numpy_lacks_is_a_serialization_error(tmp_path: Path) -> None:
     path = tmp_path / "bf16.safetensors"
     raw_file(path, {"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4)

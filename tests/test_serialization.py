@@ -848,3 +848,25 @@ def test_a_saved_file_has_ordinary_permissions(tmp_path: Path) -> None:
     os.umask(umask)
     ser.save(small_model(), tmp_path / "m.npz")
     assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("folder", "error", "match"),
+    [
+        ("nodir", FileNotFoundError, r"the folder '.*nodir' does not exist; create it first"),
+        ("nodir/sub", FileNotFoundError, r"the folder '.*nodir/sub' does not exist"),
+        ("file.txt", NotADirectoryError, r"'.*file\.txt' is not a folder"),
+    ],
+    ids=["missing", "missing-parent", "a-file"],
+)
+def test_saving_into_a_missing_folder_names_the_target(
+    folder: str, error: type[OSError], match: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file.txt").write_text("")
+    path = tmp_path / folder / "m.npz"
+    for save in SAVES:
+        with pytest.raises(error, match=match) as info:
+            save(small_model(0), path)
+        assert str(info.value).startswith(f"[Errno {info.value.errno}] cannot save {path}: ")
+        assert ".tmp" not in str(info.value) and info.value.__suppress_context__
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]

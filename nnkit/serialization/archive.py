@@ -15,6 +15,7 @@ refused before any of their bytes are read) and a size that matches its shape.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "PathLike",
     "atomic_write",
+    "folder_error",
     "read_archive",
     "write_archive",
 ]
@@ -89,6 +91,11 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
             break
         except FileExistsError:  # pragma: no cover - a 48-bit random name collided
             continue
+        except (FileNotFoundError, NotADirectoryError):
+            error = folder_error(target, f"cannot save {target}")
+            if error is None:  # pragma: no cover - the folder appeared since os.open failed
+                raise
+            raise error from None  # not the temporary file's name, which means nothing to users
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
@@ -100,6 +107,25 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+
+
+def folder_error(path: PathLike, doing: str) -> OSError | None:
+    """The error to raise if the folder that is to hold ``path`` does not exist or is not a
+    folder, its message starting with ``doing`` (e.g. ``"cannot save x.npz"``); else None."""
+    target = os.fspath(path)
+    folder = os.path.dirname(target)
+    shown = folder or os.getcwd()
+    if os.path.isdir(folder or os.curdir):
+        return None
+    if os.path.exists(folder):
+        return NotADirectoryError(
+            errno.ENOTDIR, f"{doing}: {shown!r} is not a folder, so it cannot hold {target!r}"
+        )
+    return FileNotFoundError(
+        errno.ENOENT,
+        f"{doing}: the folder {shown!r} does not exist; create it first, e.g. "
+        f"os.makedirs({shown!r}, exist_ok=True)",
+    )
 
 
 def _fsync_directory(directory: str) -> None:
@@ -162,6 +188,12 @@ def read_archive(path: PathLike) -> tuple[dict[str, Any], ArraySource]:
     name = os.fspath(path)
     with open(name, "rb") as file:
         start = file.read(8)
+        if _is_safetensors(file, start):
+            raise CorruptFileError(
+                f"{name} is not an nnkit file: it is a safetensors file, which holds weights "
+                "only, no architecture; load them into a model you build, with "
+                "nnkit.load_safetensors(path, model)"
+            )
         if start[:1] == b"\x80":
             raise UnsafeFileError(
                 f"{name} looks like a pickle file, not an nnkit file. nnkit never unpickles "
@@ -200,6 +232,19 @@ def read_archive(path: PathLike) -> tuple[dict[str, Any], ArraySource]:
                 "loaded. Use an intact copy, or save again"
             ) from exc
     return header, ArraySource(arrays, name)
+
+
+def _is_safetensors(file: IO[bytes], start: bytes) -> bool:
+    """True if the file opened as ``file``, whose first 8 bytes are ``start``, looks like a
+    safetensors file: a little-endian 64-bit header size that fits the file, then ``{``."""
+    if len(start) != 8:
+        return False
+    size = int.from_bytes(start, "little")
+    at = file.tell()
+    first = file.read(1)
+    end = file.seek(0, os.SEEK_END)
+    file.seek(at)
+    return first == b"{" and 2 <= size <= end - 8
 
 
 def _check_members(archive: zipfile.ZipFile, path: str, size: int) -> dict[str, zipfile.ZipInfo]:

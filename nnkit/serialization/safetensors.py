@@ -46,6 +46,7 @@ SAFETENSORS_DTYPES = (
 complex64 needs safetensors 0.7 or newer; older versions refuse it (SerializationError)."""
 
 _RESERVED_KEY = "__metadata__"  # the safetensors header's own entry
+_ZIP_MAGIC = b"PK\x03\x04"  # how a zip archive, and so every nnkit file, begins
 
 
 def save_safetensors(model_or_state: Module | Mapping[str, Array], path: PathLike) -> None:
@@ -106,7 +107,8 @@ def load_safetensors(path: PathLike, model: Module | None = None) -> dict[str, A
 
     Raises:
         ImportError: the ``safetensors`` package is not installed.
-        CorruptFileError: the file is not a valid safetensors file (damaged or truncated).
+        CorruptFileError: the file is not a valid safetensors file (damaged or truncated), or
+            is an nnkit file (a zip archive: read it with ``nnkit.load`` or ``load_weights``).
         SerializationError: the file holds a dtype that numpy has no type for (bfloat16).
         StateMismatchError: (with ``model``) missing or unexpected keys, or a shape or dtype
             that differs; the model is left untouched.
@@ -119,6 +121,13 @@ def load_safetensors(path: PathLike, model: Module | None = None) -> dict[str, A
     try:
         loaded: dict[str, Array] = st.numpy.load_file(name)
     except st.SafetensorError as exc:
+        if _starts_with(name, _ZIP_MAGIC):
+            raise CorruptFileError(
+                f"{name} is not a safetensors file: it is a zip archive (it starts with "
+                f"{_ZIP_MAGIC!r}), as nnkit.save, save_weights and save_checkpoint write; load "
+                "an nnkit file with nnkit.load(path), or its weights with "
+                "nnkit.load_weights(path, model)"
+            ) from None
         raise CorruptFileError(
             f"{name} is not a valid safetensors file ({exc}); nothing was loaded. Use an intact "
             "copy, or save it again"
@@ -132,6 +141,15 @@ def load_safetensors(path: PathLike, model: Module | None = None) -> dict[str, A
     if model is not None:
         assign_weights(model, weights, name)
     return weights
+
+
+def _starts_with(path: str, magic: bytes) -> bool:
+    """True if the file at ``path`` begins with the bytes ``magic`` (False if unreadable)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(magic)) == magic
+    except OSError:  # pragma: no cover - it was readable a moment ago
+        return False
 
 
 def _storable(key: object, value: object) -> Array:
