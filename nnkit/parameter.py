@@ -100,29 +100,36 @@ class Parameter:
 
     def add_grad_matmul(self, a: NDArray[np.floating], b: NDArray[np.floating]) -> None:
         """``grad += a @ b``; after ``zero_grad()`` the product is written straight into grad."""
-        if (*a.shape[:-2], a.shape[-2], b.shape[-1]) != self._grad.shape:
-            raise ValueError(
-                f"add_grad_matmul of {a.shape} @ {b.shape} for a parameter of shape "
-                f"{self._grad.shape}"
-            )
         if self._grad_is_zero:
-            np.matmul(a, b, out=self._grad)
+            try:
+                np.matmul(a, b, out=self._grad)
+            except ValueError:
+                raise self._shape_error("add_grad_matmul", f"{a.shape} @ {b.shape}") from None
             self._grad_is_zero = False
         else:
-            self._grad += a @ b
+            product = a @ b
+            if product.shape != self._grad.shape:
+                raise self._shape_error("add_grad_matmul", f"{a.shape} @ {b.shape}")
+            self._grad += product
 
     def add_grad_sum(self, a: NDArray[np.floating], axis: int = 0) -> None:
         """``grad += a.sum(axis)``; after ``zero_grad()`` the sum is written straight into grad."""
-        if a.shape[:axis] + a.shape[axis:][1:] != self._grad.shape:
-            raise ValueError(
-                f"add_grad_sum over axis {axis} of {a.shape} for a parameter of shape "
-                f"{self._grad.shape}"
-            )
         if self._grad_is_zero:
-            np.add.reduce(a, axis=axis, out=self._grad)
+            try:
+                np.add.reduce(a, axis=axis, out=self._grad)
+            except ValueError:
+                raise self._shape_error("add_grad_sum", f"{a.shape} over axis {axis}") from None
             self._grad_is_zero = False
         else:
-            self._grad += np.add.reduce(a, axis=axis)
+            total = np.add.reduce(a, axis=axis)
+            if total.shape != self._grad.shape:
+                raise self._shape_error("add_grad_sum", f"{a.shape} over axis {axis}")
+            self._grad += total
+
+    def _shape_error(self, method: str, operands: str) -> ValueError:
+        return ValueError(
+            f"{method} of {operands} does not give the parameter's shape {self._grad.shape}"
+        )
 
     def astype(self, dtype: DTypeLike) -> None:
         """Convert ``data`` and ``grad`` to another floating dtype (replaces both arrays)."""

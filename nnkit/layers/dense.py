@@ -113,15 +113,15 @@ class Dense(Module):
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) "
                 f"expected input of shape (N, {self.in_features}), got {x.shape}"
             )
-        weight = self.weight.data
-        if weight.shape != (self.in_features, self.out_features):
+        self._x = x
+        try:
+            y: Array = x @ self.weight.data
+        except ValueError:  # only a weight of the wrong shape gets here
             raise ValueError(
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) has a "
-                f"weight of shape {weight.shape}; a Parameter shared between layers (tied "
-                "weights) must have the same shape in both"
-            )
-        self._x = x
-        y: Array = x @ weight
+                f"weight of shape {self.weight.data.shape}; a Parameter shared between layers "
+                "(tied weights) must have the same shape in both"
+            ) from None
         if self.bias is not None:
             y += self.bias.data
         return y
