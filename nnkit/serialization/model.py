@@ -87,14 +87,7 @@ def save_weights(model: Module | Mapping[str, Array], path: PathLike) -> None:
         SerializationError: a key that is not a non-empty string, or a value that is not a
             numeric ndarray.
     """
-    if isinstance(model, Module):
-        state: Mapping[str, Array] = _live_state(model)
-    elif isinstance(model, Mapping):
-        state = model
-    else:
-        raise TypeError(
-            f"save_weights takes a Module or a dict of arrays, got {type(model).__name__}"
-        )
+    state = state_of(model, "save_weights")
     sink = ArraySink()
     weights = encode_weights(state, sink)
     write_archive(path, new_header("weights", weights=weights), sink)
@@ -198,6 +191,15 @@ def _tie(model: Module, tied: Mapping[str, str], path: str) -> None:
                 "matching pair of parameters; the model's code differs from the saved one"
             )
         setattr(owner, attribute, target)
+
+
+def state_of(model: Module | Mapping[str, Array], caller: str) -> Mapping[str, Array]:
+    """The arrays to save: a Module's live state dict (no copies), or a given mapping."""
+    if isinstance(model, Module):
+        return _live_state(model)
+    if isinstance(model, Mapping):
+        return model
+    raise TypeError(f"{caller} takes a Module or a dict of arrays, got {type(model).__name__}")
 
 
 def _live_state(model: Module) -> dict[str, Array]:

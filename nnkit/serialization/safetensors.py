@@ -22,7 +22,7 @@ import numpy as np
 from nnkit.module import Module
 from nnkit.serialization.archive import PathLike, atomic_write
 from nnkit.serialization.errors import CorruptFileError, SerializationError
-from nnkit.serialization.model import _check_model, _live_state, assign_weights
+from nnkit.serialization.model import _check_model, assign_weights, state_of
 from nnkit.serialization.tree import Array, check_array
 
 __all__ = ["load_safetensors", "save_safetensors"]
@@ -71,15 +71,7 @@ def save_safetensors(model_or_state: Module | Mapping[str, Array], path: PathLik
             a value that is not an ndarray, or a dtype that safetensors cannot store (object,
             string and structured arrays, complex128, longdouble); nothing is written.
     """
-    if isinstance(model_or_state, Module):
-        state: Mapping[str, Array] = _live_state(model_or_state)
-    elif isinstance(model_or_state, Mapping):
-        state = model_or_state
-    else:
-        raise TypeError(
-            "save_safetensors takes a Module or a dict of arrays, got "
-            f"{type(model_or_state).__name__}"
-        )
+    state = state_of(model_or_state, "save_safetensors")
     tensors = {key: _storable(key, value) for key, value in state.items()}
     st = _safetensors("save_safetensors")
     try:
