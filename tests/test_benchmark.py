@@ -9,10 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_benchmark_smoke_run() -> None:
+def test_benchmark_smoke_run(nnkit_env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "mlp.py"), "--quick", "--no-torch"],
-        capture_output=True, text=True, timeout=300, check=True,
+        capture_output=True, text=True, timeout=300, check=True, env=nnkit_env,
     )
     for config in ("tiny", "small", "mid", "large"):
         assert f"\n{config} " in result.stdout

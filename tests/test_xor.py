@@ -27,9 +27,10 @@ def test_xor_example_learns(seed: int) -> None:
     assert example.learned(example.train(seed))
 
 
-def test_demo_runs_and_prints_what_it_learned() -> None:
+def test_demo_runs_and_prints_what_it_learned(nnkit_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "nnkit"], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-m", "nnkit"],
+        capture_output=True, text=True, timeout=120, check=True, env=nnkit_env,
     )
     assert "1 xor 1 ->" in result.stdout
     assert "Sequential(" in result.stdout
