@@ -46,10 +46,15 @@ def log_sigmoid(x: Array) -> Array:
     return np.negative(out, out=out)
 
 
-def _shifted(x: Array, axis: int) -> tuple[Array, Array]:
-    """``x - max(x)`` along ``axis`` and the max itself (keepdims; 0 for an empty array)."""
+def shift_by_max(x: Array, axis: int) -> tuple[Array, Array]:
+    """``x - max(x)`` along ``axis`` (a new array) and the max itself, with keepdims.
+
+    The first step of every softmax-family formula here, and of the losses that fuse one
+    (``CrossEntropyLoss``): after it the largest exponent is ``e^0 = 1``. An empty ``x`` gives
+    a max of 0.
+    """
     if x.size:
-        m = np.max(x, axis=axis, keepdims=True)
+        m = np.maximum.reduce(x, axis=axis, keepdims=True)
     else:
         m = np.zeros_like(np.sum(x, axis=axis, keepdims=True))
     return x - m, m
@@ -57,14 +62,14 @@ def _shifted(x: Array, axis: int) -> tuple[Array, Array]:
 
 def logsumexp(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
     """``log(sum(exp(x), axis))``, computed as ``m + log(sum(exp(x - m)))`` with ``m = max``."""
-    shifted, m = _shifted(x, axis)
+    shifted, m = shift_by_max(x, axis)
     out: Array = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def softmax(x: Array, axis: int = -1) -> Array:
     """``exp(x) / sum(exp(x), axis)``, computed on ``x - max(x)``."""
-    out, _ = _shifted(x, axis)
+    out, _ = shift_by_max(x, axis)
     np.exp(out, out=out)
     out /= np.sum(out, axis=axis, keepdims=True)
     return out
@@ -72,6 +77,6 @@ def softmax(x: Array, axis: int = -1) -> Array:
 
 def log_softmax(x: Array, axis: int = -1) -> Array:
     """``x - logsumexp(x, axis)``, computed on ``x - max(x)``."""
-    out, _ = _shifted(x, axis)
+    out, _ = shift_by_max(x, axis)
     out -= np.log(np.sum(np.exp(out), axis=axis, keepdims=True))
     return out

@@ -307,7 +307,7 @@ class CrossEntropyLoss(Loss):
     def _from_indices(self, pred: Array, indices: Array) -> Array:
         n, c = pred.shape
         at_target = np.arange(0, n * c, c) + indices  # flat positions of x[i, t_i]
-        z = pred - np.maximum.reduce(pred, axis=1, keepdims=True) if n else pred.copy()
+        z, _ = F.shift_by_max(pred, axis=1)
         e = np.exp(z)
         s = np.add.reduce(e, axis=1, keepdims=True)
         losses: Array = np.log(s).reshape(n)  # log_softmax = z - log(s)
