@@ -75,7 +75,11 @@ class Adagrad(Optimizer):
         grad = self._gradient(param, group, float(group["weight_decay"]))
         clr = float(group["lr"]) / (1 + (state["step"] - 1) * float(group["lr_decay"]))
         state_sum = state["sum"]
-        state_sum += np.square(grad)
-        denom = np.sqrt(state_sum)
-        denom += float(group["eps"])
-        param.data -= clr * (grad / denom)
+        work = self._scratch(param.data)  # every line below works in place: no allocation
+        np.multiply(grad, grad, out=work)
+        state_sum += work
+        np.sqrt(state_sum, out=work)
+        work += float(group["eps"])
+        np.divide(grad, work, out=work)
+        work *= clr
+        param.data -= work

@@ -92,22 +92,29 @@ class RMSprop(Optimizer):
         alpha, momentum = float(group["alpha"]), float(group["momentum"])
         grad = self._gradient(param, group, float(group["weight_decay"]))
         square_avg = state["square_avg"]
+        work = self._scratch(param.data)  # every line below works in place: no allocation
+        np.multiply(grad, grad, out=work)
+        work *= 1 - alpha
         square_avg *= alpha
-        square_avg += (1 - alpha) * np.square(grad)
+        square_avg += work
         if group["centered"]:
             grad_avg = state["grad_avg"]
+            np.multiply(grad, 1 - alpha, out=work)
             grad_avg *= alpha
-            grad_avg += (1 - alpha) * grad
-            denom = square_avg - np.square(grad_avg)
-            np.maximum(denom, 0, out=denom)  # rounding can leave it just below 0 (NaN in PyTorch)
-            np.sqrt(denom, out=denom)
+            grad_avg += work
+            np.multiply(grad_avg, grad_avg, out=work)
+            np.subtract(square_avg, work, out=work)
+            np.maximum(work, 0, out=work)  # rounding can leave it just below 0 (NaN in PyTorch)
+            np.sqrt(work, out=work)
         else:
-            denom = np.sqrt(square_avg)
-        denom += float(group["eps"])
+            np.sqrt(square_avg, out=work)
+        work += float(group["eps"])  # the denominator
+        np.divide(grad, work, out=work)
         if momentum > 0:
             buf = state["momentum_buffer"]
             buf *= momentum
-            buf += grad / denom
-            param.data -= float(group["lr"]) * buf
+            buf += work
+            np.multiply(buf, float(group["lr"]), out=work)
         else:
-            param.data -= float(group["lr"]) * (grad / denom)
+            work *= float(group["lr"])
+        param.data -= work

@@ -92,4 +92,6 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += (1 - dampening) * grad if dampening else grad
             grad = grad + momentum * buf if group["nesterov"] else buf
+        # A transient temporary rather than the shared scratch buffer: the scratch would stay
+        # allocated through forward and backward and raise peak memory (docs/performance.md).
         param.data -= float(group["lr"]) * grad
