@@ -31,16 +31,20 @@ def assert_finite(*arrays: Any) -> None:
         assert np.all(np.isfinite(array)), array
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ACTIVATIONS, ids=ids(ACTIVATIONS))
-def test_activation_extremes(case: LayerCase, dtype: Any) -> None:
+def check_activation(case: LayerCase, x: np.ndarray) -> None:
+    """Output and gradient finite, in x's dtype, with every floating-point warning an error."""
     layer = case.make(np.random.default_rng(0))
-    x = EXTREMES.astype(dtype)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         y = layer(x)
         dx = layer.backward(np.ones_like(y))
-    assert y.dtype == dtype and dx.dtype == dtype
+    assert y.dtype == x.dtype and dx.dtype == x.dtype
     assert_finite(y, dx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ACTIVATIONS, ids=ids(ACTIVATIONS))
+def test_activation_extremes(case: LayerCase, dtype: Any) -> None:
+    check_activation(case, EXTREMES.astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -48,12 +52,7 @@ def test_activation_extremes(case: LayerCase, dtype: Any) -> None:
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_activation_any_finite_input(case: LayerCase, dtype: Any, data: st.DataObject) -> None:
-    x = data.draw(values(dtype))
-    layer = case.make(np.random.default_rng(0))
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        y = layer(x)
-        dx = layer.backward(np.ones_like(y))
-    assert_finite(y, dx)
+    check_activation(case, data.draw(values(dtype)))
 
 
 def loss_inputs(name: str, x: np.ndarray, rng: np.random.Generator) -> tuple[Any, Any]:
@@ -79,33 +78,30 @@ LOSS_MAKERS = {
 }
 
 
+def check_loss(name: str, x: np.ndarray, seed: int) -> None:
+    """Loss and gradient finite, the gradient in x's dtype, every warning an error."""
+    pred, target = loss_inputs(name, x, np.random.default_rng(seed))
+    loss_fn = LOSS_MAKERS[name]()
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        value = loss_fn(pred, target)
+        grad = loss_fn.backward()
+    assert np.isfinite(value)
+    assert grad.dtype == x.dtype
+    assert_finite(grad)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(LOSS_MAKERS))
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_loss_any_finite_input(name: str, dtype: Any, data: st.DataObject) -> None:
-    x = data.draw(values(dtype))
-    pred, target = loss_inputs(name, x, np.random.default_rng(0))
-    loss_fn = LOSS_MAKERS[name]()
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        value = loss_fn(pred, target)
-        grad = loss_fn.backward()
-    assert np.isfinite(value)
-    assert grad.dtype == dtype
-    assert_finite(grad)
+    check_loss(name, data.draw(values(dtype)), seed=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(LOSS_MAKERS))
 def test_loss_extremes(name: str, dtype: Any) -> None:
-    x = np.concatenate([EXTREMES, -EXTREMES]).astype(dtype)
-    pred, target = loss_inputs(name, x, np.random.default_rng(1))
-    loss_fn = LOSS_MAKERS[name]()
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        value = loss_fn(pred, target)
-        grad = loss_fn.backward()
-    assert np.isfinite(value)
-    assert_finite(grad)
+    check_loss(name, np.concatenate([EXTREMES, -EXTREMES]).astype(dtype), seed=1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
