@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -69,17 +68,14 @@ def test_spirals_recipe_reaches_95_percent_training_accuracy() -> None:
         nnkit.Dense(64, 3, rng=rng),
     )  # fmt: skip
     loss_fn = nnkit.CrossEntropyLoss()
-    start = time.perf_counter()
     history = fit(
         model, loss_fn, Adam(model.parameters(), lr=1e-2), X, y,
         epochs=40, batch_size=32, rng=rng, verbose=0,
     )  # fmt: skip
-    elapsed = time.perf_counter() - start
     accuracy = evaluate(model, loss_fn, X, y)["accuracy"]
     assert accuracy >= 0.95, f"training accuracy {accuracy:.3f}"
     assert history.history["accuracy"][-1] >= 0.95
     assert history.history["loss"][-1] < history.history["loss"][0] / 4
-    assert elapsed < 5.0
 
 
 # ---------------------------------------------------------------- History and reproducibility
