@@ -48,8 +48,9 @@ def check_module(
     - ``repr`` works; ``backward`` before any ``forward`` raises RuntimeError;
     - input and parameter gradients match central differences in float64 (:func:`gradcheck`);
     - for float32 and float64 the output, the input gradient and every parameter gradient
-      have the parameters' dtype (the input's, for a module without parameters), and float64
-      input into a float32 module with parameters gives float32 output;
+      have the parameters' dtype (the input's, for a module without parameters), also when
+      ``grad_out`` comes in the other dtype, and float64 input into a float32 module with
+      parameters gives float32 output;
     - ``forward`` does not mutate ``x`` and ``backward`` does not mutate ``grad_out``;
     - batch independence (``batch_independent=True``): row i of a batched forward equals the
       forward of row i alone;
@@ -135,6 +136,13 @@ def _check_layer(
         for name, param in m.named_parameters():
             if param.data.dtype != dtype or param.grad.dtype != dtype:
                 raise _fail(module, f"parameter {name!r} is not {dtype} after astype({dtype})")
+        other = _FLOAT_DTYPES[1] if dtype == _FLOAT_DTYPES[0] else _FLOAT_DTYPES[0]
+        dx = m.backward(dy.astype(other))
+        if x.dtype.kind == "f" and dx.dtype != dtype:
+            raise _fail(
+                module, f"backward() of a {dtype} forward given a {other} grad_out returned "
+                f"{dx.dtype}; convert grad_out to the forward's dtype (self._grad_like)"
+            )
 
     has_params = any(True for _ in module.parameters())
     if has_params and x.dtype.kind == "f":

@@ -96,6 +96,14 @@ class PromotesFloat64Input(nnkit.Module):
         return (grad_out * self.g.data).astype(self._x.dtype)
 
 
+class FollowsGradDtype(nnkit.Tanh):
+    def backward(self, grad_out: Any) -> Any:
+        y = self._y
+        if y is None:
+            raise self._no_cache_error()
+        return grad_out * (1 - y * y)  # planted bug: float64 grad_out promotes dx
+
+
 class NoCacheCheck(nnkit.Module):
     def forward(self, x: Any) -> Any:
         return np.asarray(x) * 2.0
@@ -109,17 +117,16 @@ class MixesBatch(nnkit.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._n: int | None = None
+        self._x: Any = None
 
     def forward(self, x: Any) -> Any:
-        x = np.asarray(x)
-        self._n = len(x)
+        self._x = x = np.asarray(x)
         return x - x.mean(axis=0)
 
     def backward(self, grad_out: Any) -> Any:
-        if self._n is None:
+        if self._x is None:
             raise self._no_cache_error()
-        g = np.asarray(grad_out)
+        g = self._grad_like(grad_out, self._x.shape, self._x.dtype)
         return g - g.mean(axis=0)
 
 
@@ -136,6 +143,7 @@ BROKEN = [
     (MutatesGrad(), "mutated grad_out"),
     (Promotes(3, 2, rng=np.random.default_rng(1)), "in float32 .* returned float64"),
     (NoCacheCheck(), "before forward"),
+    (FollowsGradDtype(), "given a float64 grad_out returned float64"),
     (PromotesFloat64Input(), "float64 input into a float32 module"),
     (SkipsBiasInAccumulate(3, 2, rng=np.random.default_rng(1)), "accumulate_grad"),
     (MixesBatch(), "row 0"),
