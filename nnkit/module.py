@@ -5,15 +5,20 @@ The contract (docs/architecture.md states it in full)::
     y  = module.forward(x)     # also module(x); caches what backward needs
     dx = module.backward(dy)   # returns dL/dx and ADDS dL/dparam into each param.grad
 
-A module owns its parameters, its cache and its gradients. Parameters are discovered by
-walking the module's attributes in insertion order: a :class:`Parameter` is yielded, a
-:class:`Module` is recursed into, and lists, tuples and dicts of them are searched by index
-or key.
-No registration call is needed, and a parameter reachable twice is yielded once.
+A module owns its parameters, buffers, generators, cache and gradients. They are discovered
+by walking the module's attributes in insertion order: a :class:`Parameter`, a
+:class:`Buffer` or an ``np.random.Generator`` is yielded, a :class:`Module` is recursed into,
+and lists, tuples and dicts of them are searched by index or key. No registration call is
+needed, and an object reachable twice is yielded once.
+
+A module's *state* is its parameters, its persistent buffers (``state_dict``) and the state
+of its generators (``generator_state``); saving, checkpoints, ``astype`` and the conformance
+harness all go through these two methods.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,7 +26,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 from typing_extensions import Self
 
-from nnkit.parameter import Parameter
+from nnkit.parameter import Buffer, Parameter
 
 __all__ = ["Module", "add_note", "as_float_array"]
 
@@ -59,7 +64,13 @@ class Module:
     """Base class of layers and containers.
 
     Subclasses implement :meth:`forward` and :meth:`backward` and keep their own cache; layers
-    with constructor arguments implement :meth:`get_config`, which also drives ``repr``.
+    with constructor arguments implement :meth:`get_config`, which also drives ``repr`` and
+    saving.
+
+    A module takes one array or several (``forward(x)``, ``forward(q, k, v)``) and returns one
+    array or a tuple of arrays. ``backward`` takes one gradient per output, in the same order
+    (``None`` for an output that received no gradient, meaning zeros), and returns one
+    gradient per input: the array itself for a single input, a tuple for several.
 
     Attributes:
         training: True in training mode (the default), False after :meth:`eval`.
@@ -79,15 +90,23 @@ class Module:
             cls.accumulate_grad = Module.accumulate_grad  # type: ignore[method-assign]
 
     # -- the contract --------------------------------------------------------------------
-    def forward(self, x: Array) -> Array:
-        """Compute the output for a batch ``x`` and cache what :meth:`backward` needs."""
+    def forward(self, *inputs: Any) -> Any:
+        """Compute the output for a batch and cache what :meth:`backward` needs.
+
+        One input array gives ``forward(x)``; a module with several inputs takes them as
+        positional arguments. Returns an array, or a tuple of arrays for several outputs.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
 
-    def backward(self, grad_out: Array) -> Array:
-        """Return dL/dx given dL/dy for the most recent forward; add dL/dparam to grads."""
+    def backward(self, *grads: Any) -> Any:
+        """Return dL/dinput given dL/doutput for the most recent forward; add dL/dparam to grads.
+
+        Takes one gradient per output of the last forward (``None`` for zeros) and returns the
+        input gradient, or a tuple of them for a module with several inputs.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_out)")
 
-    def accumulate_grad(self, grad_out: Array) -> None:
+    def accumulate_grad(self, *grads: Any) -> None:
         """Add dL/dparam for the most recent forward into each ``param.grad``, skipping dL/dx.
 
         The parameter gradients are exactly those of :meth:`backward`. Use it when the input
@@ -96,10 +115,10 @@ class Module:
         ``accGradParameters``. The default calls :meth:`backward` and drops dx; layers
         override it when skipping dx saves work, and containers pass it to their first child.
         """
-        self.backward(grad_out)
+        self.backward(*grads)
 
-    def __call__(self, x: Array) -> Array:
-        return self.forward(x)
+    def __call__(self, *inputs: Any) -> Any:
+        return self.forward(*inputs)
 
     def _no_cache_error(self) -> RuntimeError:
         """The error every layer raises when backward runs before any forward."""
@@ -108,8 +127,13 @@ class Module:
             "call forward (or the module itself) on a batch first"
         )
 
-    def _grad_like(self, grad_out: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
-        """``grad_out`` as an array of the last output's ``shape`` and ``dtype``, or ValueError."""
+    def grad_like(self, grad_out: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+        """``grad_out`` as an array of the last output's ``shape`` and ``dtype``, or ValueError.
+
+        A helper for ``backward``: it accepts anything array-like, converts it to the forward's
+        dtype (so a float64 gradient never promotes a float32 layer) without copying an array
+        that already fits, and names the layer when the shape is wrong.
+        """
         if type(grad_out) is np.ndarray and grad_out.dtype == dtype and grad_out.shape == shape:
             return grad_out
         grad = as_float_array(grad_out, dtype)
@@ -120,23 +144,26 @@ class Module:
             )
         return grad
 
+    _grad_like = grad_like  # the name layers used before grad_like was public
+
     # -- the tree ------------------------------------------------------------------------
-    def _named_members(self) -> Iterator[tuple[str, Parameter | Module]]:
-        """Direct parameters and child modules, by attribute name, in insertion order.
+    def _named_members(self) -> Iterator[tuple[str, Any]]:
+        """Direct parameters, buffers, generators and child modules, by attribute name, in
+        insertion order.
 
         An attribute that is a list or tuple is searched by index (``"blocks.0"``), and a dict
         with string keys by key (``"heads.cls"``), one level deep.
         """
         for name, value in vars(self).items():
-            if isinstance(value, (Parameter, Module)):
+            if isinstance(value, _MEMBERS):
                 yield name, value
             elif isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
-                    if isinstance(item, (Parameter, Module)):
+                    if isinstance(item, _MEMBERS):
                         yield f"{name}.{i}", item
             elif isinstance(value, dict):
                 for key, item in value.items():
-                    if isinstance(key, str) and isinstance(item, (Parameter, Module)):
+                    if isinstance(key, str) and isinstance(item, _MEMBERS):
                         yield f"{name}.{key}", item
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -169,28 +196,54 @@ class Module:
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every parameter in the tree, each once, with dotted names such as ``"0.weight"``."""
+    def _named_state(self, kinds: tuple[type, ...], prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Every member of one of ``kinds`` in the tree, each once, with its dotted name.
+
+        The one walk behind named_parameters, named_buffers and named_generators: members in
+        attribute order, children recursed into where they appear, an object reached a second
+        time (a shared Parameter, a shared child) skipped.
+        """
         seen: set[int] = set()
 
-        def walk(module: Module, module_name: str) -> Iterator[tuple[str, Parameter]]:
+        def walk(module: Module, module_name: str) -> Iterator[tuple[str, Any]]:
             seen.add(id(module))
             for name, member in module._named_members():
                 full_name = f"{module_name}.{name}" if module_name else name
                 if id(member) in seen:
                     continue
-                if isinstance(member, Parameter):
+                if isinstance(member, Module):
+                    yield from walk(member, full_name)
+                elif isinstance(member, kinds):
                     seen.add(id(member))
                     yield full_name, member
-                else:
-                    yield from walk(member, full_name)
 
         yield from walk(self, prefix)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter in the tree, each once, with dotted names such as ``"0.weight"``."""
+        yield from self._named_state((Parameter,), prefix)
 
     def parameters(self) -> Iterator[Parameter]:
         """Every parameter in the tree, each once, in a stable order."""
         for _, param in self.named_parameters():
             yield param
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        """Every buffer in the tree (persistent or not), each once, with dotted names."""
+        yield from self._named_state((Buffer,), prefix)
+
+    def buffers(self) -> Iterator[Buffer]:
+        """Every buffer in the tree, each once, in a stable order."""
+        for _, buffer in self.named_buffers():
+            yield buffer
+
+    def named_generators(self, prefix: str = "") -> Iterator[tuple[str, np.random.Generator]]:
+        """Every ``np.random.Generator`` a module of the tree keeps, each once, by dotted name.
+
+        A module that draws random numbers (Dropout, say) keeps its own generator as an
+        attribute; :meth:`generator_state` reports the state of all of them.
+        """
+        yield from self._named_state((np.random.Generator,), prefix)
 
     def num_parameters(self) -> int:
         """The total number of scalar parameters."""
@@ -213,21 +266,36 @@ class Module:
             param.zero_grad()
 
     def astype(self, dtype: DTypeLike) -> Self:
-        """Convert every parameter (values and gradients) to a floating ``dtype``; returns self.
+        """Convert every parameter (values and gradients) and every floating buffer to a
+        floating ``dtype``; integer buffers keep theirs. Returns self.
 
         Build optimizers after this call: it replaces the parameter arrays.
         """
-        for param in self.parameters():
-            param.astype(dtype)
+        if np.dtype(dtype).kind != "f":
+            raise TypeError(f"astype takes a floating dtype, got {np.dtype(dtype)}")
+        for _, member in self._named_state((Parameter, Buffer)):
+            member.astype(dtype)
         return self
 
     # -- state -----------------------------------------------------------------------------
+    def _state_members(self) -> dict[str, Parameter | Buffer]:
+        """The entries of the state dict: every parameter and persistent buffer, in order."""
+        return {
+            name: member
+            for name, member in self._named_state((Parameter, Buffer))
+            if isinstance(member, Parameter) or member.persistent
+        }
+
     def state_dict(self) -> dict[str, Array]:
-        """A flat mapping from parameter name to a copy of its values."""
-        return {name: param.data.copy() for name, param in self.named_parameters()}
+        """A flat mapping from name to a copy of each parameter and persistent buffer.
+
+        Keys are dotted names in attribute order, as PyTorch's (``"0.weight"``,
+        ``"1.running_mean"``). Generator states are separate: :meth:`generator_state`.
+        """
+        return {name: member.data.copy() for name, member in self._state_members().items()}
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
-        """Copy values from ``state`` into the parameters, in place.
+        """Copy values from ``state`` into the parameters and persistent buffers, in place.
 
         Every key, shape and dtype is checked before anything is assigned, so a bad state leaves
         the module untouched. With ``strict=False`` missing and unexpected keys are allowed but
@@ -237,23 +305,23 @@ class Module:
             ValueError: listing missing keys, unexpected keys (both only when ``strict``), and
                 each shape or dtype mismatch by name with both values.
         """
-        params = dict(self.named_parameters())
-        missing = [name for name in params if name not in state]
-        unexpected = [name for name in state if name not in params]
+        members = self._state_members()
+        missing = [name for name in members if name not in state]
+        unexpected = [name for name in state if name not in members]
         problems: list[str] = []
-        for name, param in params.items():
+        for name, member in members.items():
             if name not in state:
                 continue
             value = state[name]
             if not isinstance(value, np.ndarray):
                 problems.append(f"{name}: expected an ndarray, got {type(value).__name__}")
-            elif value.shape != param.data.shape:
+            elif value.shape != member.data.shape:
                 problems.append(
-                    f"{name}: shape {value.shape} in the state, {param.data.shape} in the model"
+                    f"{name}: shape {value.shape} in the state, {member.data.shape} in the model"
                 )
-            elif value.dtype != param.data.dtype:
+            elif value.dtype != member.data.dtype:
                 problems.append(
-                    f"{name}: dtype {value.dtype} in the state, {param.data.dtype} in the model"
+                    f"{name}: dtype {value.dtype} in the state, {member.data.dtype} in the model"
                 )
         if strict and missing:
             problems.insert(0, f"missing keys: {', '.join(missing)}")
@@ -264,20 +332,79 @@ class Module:
                 f"cannot load state into {type(self).__name__}; nothing was changed:\n  "
                 + "\n  ".join(problems)
             )
-        for name, param in params.items():
+        for name, member in members.items():
             if name in state:
-                np.copyto(param.data, state[name])
+                np.copyto(member.data, state[name])
+
+    def generator_state(self) -> dict[str, dict[str, Any]]:
+        """The state of every generator in the tree, ``{dotted name: bit_generator.state}``.
+
+        The values are plain dicts (NumPy's ``bit_generator.state``), copies that later draws
+        do not change. Loading them back with :meth:`load_generator_state` makes the module
+        draw the same numbers again, which is how checkpoints resume a stochastic model bitwise.
+        """
+        return {
+            name: copy.deepcopy(dict(generator.bit_generator.state))
+            for name, generator in self.named_generators()
+        }
+
+    def load_generator_state(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Set the state of each generator in the tree from ``state``, all or nothing.
+
+        Every entry is checked (it must fit that generator's bit generator) before any is set.
+        With ``strict=False`` missing and unexpected names are allowed.
+
+        Raises:
+            ValueError: missing or unexpected names (when ``strict``), or a state that does not
+                fit its generator; nothing was changed.
+        """
+        generators = dict(self.named_generators())
+        missing = [name for name in generators if name not in state]
+        unexpected = [name for name in state if name not in generators]
+        problems: list[str] = []
+        if strict and unexpected:
+            problems.append(f"unexpected generators: {', '.join(unexpected)}")
+        if strict and missing:
+            problems.append(f"missing generators: {', '.join(missing)}")
+        for name, generator in generators.items():
+            if name not in state:
+                continue
+            kind = type(generator.bit_generator)
+            try:
+                probe = kind()
+                probe.state = state[name]
+            except Exception as exc:
+                problems.append(
+                    f"{name}: the state does not fit a {kind.__name__} ({type(exc).__name__}: "
+                    f"{exc})"
+                )
+        if problems:
+            raise ValueError(
+                f"cannot load generator state into {type(self).__name__}; nothing was "
+                "changed:\n  " + "\n  ".join(problems)
+            )
+        for name, generator in generators.items():
+            if name in state:
+                generator.bit_generator.state = state[name]
 
     # -- description -----------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this module (JSON-serialisable values)."""
+        """The constructor arguments that rebuild this module (JSON-serialisable values).
+
+        A module built from other modules (``Residual(body)``, a user's
+        ``Block(encoder, head)``) returns them too (``{"body": self.body}``): they must be
+        children of this module, and saving stores a reference to the saved child.
+        """
         return {}
 
     def extra_repr(self) -> str:
-        """The text inside the parentheses of ``repr``; by default the config."""
+        """The text inside the parentheses of ``repr``; by default the config without the
+        modules in it (children are printed below)."""
         parts = []
         for key, value in self.get_config().items():
             if key == "dtype" and value == "float32":
+                continue
+            if _holds_module(value):
                 continue
             parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         return ", ".join(parts)
@@ -292,3 +419,18 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return "\n".join(lines) + "\n)"
+
+
+_MEMBERS = (Parameter, Buffer, np.random.Generator, Module)
+"""The types the attribute walk finds: state objects and child modules."""
+
+
+def _holds_module(value: Any) -> bool:
+    """True if ``value`` is a Module or a list, tuple or dict holding one (at any depth)."""
+    if isinstance(value, Module):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_module(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_module(v) for v in value.values())
+    return False

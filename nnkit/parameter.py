@@ -1,11 +1,13 @@
-"""Parameter: a trainable array and the gradient that accumulates into it."""
+"""Parameter (a trainable array and its gradient) and Buffer (non-trainable module state)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["Parameter"]
+__all__ = ["Buffer", "Parameter"]
 
 
 class Parameter:
@@ -150,3 +152,64 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Buffer:
+    """Non-trainable state a module keeps: running statistics, a step count.
+
+    A Buffer is found by the same attribute walk as a :class:`Parameter` and has a dotted name
+    (``"1.running_mean"``), but it has no gradient and no optimizer updates it: the module
+    that owns it writes ``data`` itself, usually in place (``buf.data *= 0.9``) or by
+    assignment (``buf.data = new``). ``state_dict()`` holds every *persistent* buffer beside the
+    parameters, so saving, loading, checkpoints and ``astype`` carry it; a non-persistent
+    buffer (``persistent=False``, e.g. a cache that can be recomputed) is neither saved nor
+    loaded. ``astype`` converts floating buffers; integer and bool buffers (counts, masks)
+    keep their dtype.
+
+    Args:
+        data: initial values; copied. Any numeric dtype (bool, integer, floating).
+        dtype: the dtype to store (by default the array's own).
+        persistent: whether ``state_dict()`` includes the buffer.
+    """
+
+    __slots__ = ("data", "persistent")
+
+    data: NDArray[Any]
+    persistent: bool
+
+    def __init__(
+        self, data: ArrayLike, dtype: DTypeLike | None = None, *, persistent: bool = True
+    ) -> None:
+        array = np.array(data, dtype=dtype, copy=True)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"Buffer data must be numeric (bool, int, float), got {array.dtype}")
+        if type(persistent) is not bool:
+            raise TypeError(f"Buffer persistent must be True or False, got {persistent!r}")
+        self.data = array
+        self.persistent = persistent
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of ``data``."""
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of ``data``."""
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        """The number of elements."""
+        return self.data.size
+
+    def astype(self, dtype: DTypeLike) -> None:
+        """Convert a floating buffer to another floating ``dtype``; other buffers keep theirs."""
+        if np.dtype(dtype).kind != "f":
+            raise TypeError(f"astype takes a floating dtype, got {np.dtype(dtype)}")
+        if self.data.dtype.kind == "f":
+            self.data = self.data.astype(dtype)
+
+    def __repr__(self) -> str:
+        extra = "" if self.persistent else ", persistent=False"
+        return f"Buffer(shape={self.data.shape}, dtype={self.data.dtype}{extra})"
