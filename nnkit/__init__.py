@@ -5,15 +5,19 @@ float and their gradient; optimizers update parameters in place. See docs/archit
 """
 
 from nnkit import callbacks, data, datasets, functional, init, metrics, optim, testing
-from nnkit.containers import Sequential
+from nnkit.containers import Concat, Container, Parallel, Residual, Sequential
 from nnkit.gradcheck import GradcheckError, gradcheck
+from nnkit.graph import Graph
 from nnkit.layers import (
     ELU,
     GELU,
+    Add,
+    Concatenate,
     Dense,
     Identity,
     LeakyReLU,
     LogSoftmax,
+    Multiply,
     ReLU,
     Sigmoid,
     SiLU,
@@ -32,7 +36,7 @@ from nnkit.losses import (
     NLLLoss,
 )
 from nnkit.module import Module
-from nnkit.parameter import Parameter
+from nnkit.parameter import Buffer, Parameter
 from nnkit.serialization import (
     CorruptFileError,
     FormatVersionError,
@@ -58,13 +62,19 @@ __version__ = "0.1.0"
 __all__ = [
     "ELU",
     "GELU",
+    "Add",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "Buffer",
+    "Concat",
+    "Concatenate",
+    "Container",
     "CorruptFileError",
     "CrossEntropyLoss",
     "Dense",
     "FormatVersionError",
     "GradcheckError",
+    "Graph",
     "History",
     "HuberLoss",
     "Identity",
@@ -74,9 +84,12 @@ __all__ = [
     "Loss",
     "MSELoss",
     "Module",
+    "Multiply",
     "NLLLoss",
+    "Parallel",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sequential",
     "SerializationError",
     "SiLU",

@@ -142,7 +142,7 @@ def test_a_forward_that_fails_names_the_layer() -> None:
     with pytest.raises(ValueError) as info:
         summary(model, (2,))
     message = str(info.value)
-    assert "shape (1, 2)" in message and "Sequential child 1 (Dense)" in message
+    assert "shape (1, 2)" in message and 'child "1" (Dense)' in message
     assert "without the batch axis" in message
     assert isinstance(info.value.__cause__, ValueError)
 

@@ -14,14 +14,18 @@ from nnkit.layers.activations import (
     Tanh,
 )
 from nnkit.layers.dense import Dense
+from nnkit.layers.merge import Add, Concatenate, Multiply
 
 __all__ = [
     "ELU",
     "GELU",
+    "Add",
+    "Concatenate",
     "Dense",
     "Identity",
     "LeakyReLU",
     "LogSoftmax",
+    "Multiply",
     "ReLU",
     "SiLU",
     "Sigmoid",
