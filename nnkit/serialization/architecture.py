@@ -12,20 +12,20 @@ through two attributes) is saved as ``{"ref": "0"}``, the dotted path of its fir
 occurrence, and rebuilt as the same object.
 
 Loading calls constructors of registered classes only: the registry is the allowlist of code
-a file can make nnkit run. Two kinds of module are rebuilt:
+a file can make nnkit run. Each module is rebuilt from its config:
+``cls.from_config(config)`` if the class has that classmethod, else ``cls(**config)``.
 
-- **Sequential and its registered subclasses**, from their saved layers ``"0"``, ``"1"``,
-  ...: ``cls(*layers, **config)``; modules a subclass creates itself are then checked as
-  below;
-- **every other module**, from its config alone: ``cls.from_config(config)`` if the class has
-  that classmethod, else ``cls(**config)``. A custom block that creates its own layers in
-  ``__init__`` is rebuilt this way, and the layers it creates are then checked against the
-  saved children (names, classes, configs, sharing), so a model whose code no longer matches
-  the file fails loudly instead of loading wrongly.
+A config may hold modules: a container's ``get_config`` returns its children
+(``Residual`` gives ``{"body": self.body, "shortcut": None}``, ``Sequential``
+``{"layers": [...]}``, a user's ``Block`` ``{"encoder": ..., "head": ...}``). Such a value must
+be a child of the module, and is saved as ``{"__module__": "body"}``, a reference to the saved
+child of that name. Loading builds the referenced children first and passes them to the
+constructor. Children a constructor builds itself (a block that creates its layers in
+``__init__``) are checked against the saved ones (names, classes, configs, sharing), so a model
+whose code no longer matches the file fails loudly instead of loading wrongly.
 
-A module that receives other modules as constructor arguments (other than Sequential) cannot
-be rebuilt, since modules are not JSON values; subclass Sequential, or rebuild the model in
-code and use ``save_weights`` / ``load_weights``.
+Format version 1 saved a Sequential's layers as children only; :func:`upgrade_v1` turns such a
+tree into the current form, so old files still load.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from typing import Any, TypeVar, overload
 import numpy as np
 
 from nnkit import layers
-from nnkit.containers import Sequential
+from nnkit.containers import Concat, Parallel, Residual, Sequential
+from nnkit.graph import Graph
 from nnkit.module import Module
 from nnkit.serialization.errors import (
     CorruptFileError,
@@ -49,7 +50,13 @@ from nnkit.serialization.errors import (
 )
 from nnkit.serialization.tree import MAX_DEPTH, ArraySink, ArraySource, decode, encode
 
-__all__ = ["build", "encode_architecture", "parse_architecture", "register_module"]
+__all__ = [
+    "build",
+    "encode_architecture",
+    "parse_architecture",
+    "register_module",
+    "upgrade_v1",
+]
 
 ModuleClass = TypeVar("ModuleClass", bound="type[Module]")
 
@@ -125,7 +132,8 @@ def _qualname(cls: type) -> str:
 
 for _name in layers.__all__:
     _register(getattr(layers, _name), None, builtin=True)
-_register(Sequential, None, builtin=True)
+for _cls in (Sequential, Residual, Concat, Parallel, Graph):
+    _register(_cls, None, builtin=True)
 
 
 # -- saving ----------------------------------------------------------------------------------
@@ -164,7 +172,21 @@ def encode_architecture(model: Module, sink: ArraySink) -> dict[str, Any]:
                 f"cannot save {where}: get_config() must return a dict with str keys (the "
                 f"constructor's keyword arguments), got {config!r}"
             )
-        encoded = encode(config, sink, "config", f"the config of {where}")
+        children = dict(module.named_children())
+        names = {id(child): name for name, child in children.items()}
+
+        def child_name(value: Any) -> str | None:
+            if not isinstance(value, Module):
+                return None
+            if id(value) not in names:
+                raise SerializationError(
+                    f"cannot save {where}: its get_config() holds a {type(value).__name__} that "
+                    "is not one of its children; a module in a config must be a child (an "
+                    "attribute) of the module"
+                )
+            return names[id(value)]
+
+        encoded = encode(config, sink, "config", f"the config of {where}", child=child_name)
         _check_rebuildable(module, config, where)
         inner = (*ancestors, id(module))
         return {
@@ -185,15 +207,13 @@ def _check_rebuildable(module: Module, config: dict[str, Any], where: str) -> No
     cls = type(module)
     if callable(getattr(cls, "from_config", None)):
         return
-    layers = len(module.layers) if isinstance(module, Sequential) else 0
     try:
-        inspect.signature(cls).bind(*range(layers), **config)
+        inspect.signature(cls).bind(**config)
     except TypeError as exc:
         raise SerializationError(
-            f"cannot save {where}: nnkit.load would call {cls.__name__}"
-            f"({'*layers, ' if layers else ''}**config) with config {config!r} from "
-            f"get_config(), and that fails ({exc}). Make get_config() return the constructor's "
-            "arguments, or define a from_config classmethod."
+            f"cannot save {where}: nnkit.load would call {cls.__name__}(**config) with config "
+            f"{config!r} from get_config(), and that fails ({exc}). Make get_config() return "
+            "the constructor's arguments, or define a from_config classmethod."
         ) from None
 
 
@@ -241,7 +261,13 @@ def parse_architecture(node: Any, source: ArraySource) -> Plan:
                 f"@nnkit.register_module (or @nnkit.register_module(name={name!r}) if the class "
                 "is named differently), then load again"
             )
-        config = decode(node["config"], source, f"the config of {_where(path)}")
+        referenced: set[str] = set()
+
+        def child_ref(child_name: str, where: str) -> ChildRef:
+            referenced.add(child_name)
+            return ChildRef(child_name)
+
+        config = decode(node["config"], source, f"the config of {_where(path)}", child=child_ref)
         if type(config) is not dict or not all(type(k) is str for k in config):
             raise corrupt(path, "has a config that is not a dict with str keys")
         plan = Plan(path, cls, name, config, training)
@@ -260,6 +286,9 @@ def parse_architecture(node: Any, source: ArraySource) -> Plan:
                 plan.children.append((child_name, child["ref"]))
             else:
                 plan.children.append((child_name, parse(child, child_path, depth + 1)))
+        unknown = sorted(referenced - names)
+        if unknown:
+            raise corrupt(path, f"has a config that refers to the children {unknown} it lacks")
         done.add(path)
         return plan
 
@@ -268,6 +297,9 @@ def parse_architecture(node: Any, source: ArraySource) -> Plan:
 
 def build(plan: Plan) -> Module:
     """Construct the model that ``plan`` describes (running the registered constructors).
+
+    Children a config refers to are built first and passed to the constructor; the children
+    the constructor then has are compared with the saved ones.
 
     Raises:
         StateMismatchError: a constructor failed, or built children that differ from the file.
@@ -280,32 +312,46 @@ def build(plan: Plan) -> Module:
         built_ids.add(id(module))
 
     def make(plan: Plan) -> Module:
-        saved = plan.children
-        children: list[Module] | None = None
-        if issubclass(plan.cls, Sequential):  # its layers "0", "1", ... are passed in
-            layers = [(name, spec) for name, spec in saved if name.isdigit()]
-            saved = [(name, spec) for name, spec in saved if not name.isdigit()]
-            children = [built[c] if isinstance(c, str) else make(c) for _, c in layers]
-        module = _construct(plan, children)
-        actual = list(module.named_children())
-        if children is not None:
-            given = [(str(i), id(c)) for i, c in enumerate(children)]
-            if [(n, id(c)) for n, c in actual[: len(children)]] != given:
-                raise _mismatch(plan, "did not keep the children it was given, in order")
-            actual = actual[len(children) :]
-        check_children(plan, actual, saved)  # what the constructor built itself
+        specs = dict(plan.children)
+        given: dict[str, Module] = {}
+
+        def substitute(value: Any) -> Any:
+            if isinstance(value, ChildRef):
+                if value.name not in given:
+                    spec = specs[value.name]
+                    given[value.name] = built[spec] if isinstance(spec, str) else make(spec)
+                return given[value.name]
+            if type(value) is list:
+                return [substitute(v) for v in value]
+            if type(value) is tuple:
+                return tuple(substitute(v) for v in value)
+            if type(value) is dict:
+                return {k: substitute(v) for k, v in value.items()}
+            return value
+
+        config = substitute(plan.config)
+        module = _construct(plan, config)
+        check_children(plan, list(module.named_children()), plan.children, given)
         module.training = plan.training
         record(plan.path, module)
         return module
 
     def check_children(
-        plan: Plan, actual: list[tuple[str, Module]], saved: list[tuple[str, Plan | str]]
+        plan: Plan,
+        actual: list[tuple[str, Module]],
+        saved: list[tuple[str, Plan | str]],
+        given: dict[str, Module],
     ) -> None:
-        """Compare the children a constructor built with the saved ones, recursively."""
+        """Compare the children a module has after construction with the saved ones: those
+        passed to the constructor must be kept, the others are checked recursively."""
         names, saved_names = [n for n, _ in actual], [n for n, _ in saved]
         if names != saved_names:
             raise _mismatch(plan, f"built the children {names}, but the file has {saved_names}")
-        for (_, child), (_, spec) in zip(actual, saved, strict=True):
+        for (name, child), (_, spec) in zip(actual, saved, strict=True):
+            if name in given:
+                if child is not given[name]:
+                    raise _mismatch(plan, f"did not keep the child {name!r} it was given")
+                continue
             if isinstance(spec, str):
                 if child is not built.get(spec):
                     raise _mismatch(plan, f"does not share its child with {_where(spec)}")
@@ -314,16 +360,44 @@ def build(plan: Plan) -> Module:
                 raise _mismatch(spec, "is shared with another module here but not in the file")
             if type(child) is not spec.cls:
                 raise _mismatch(spec, f"was built as a {type(child).__name__} by its parent")
-            config = child.get_config()
-            if not _same(_without_dtype(config), _without_dtype(spec.config)):
+            if not _same_config(child, spec.config):
                 raise _mismatch(
-                    spec, f"was built with config {config!r}, but the file has {spec.config!r}"
+                    spec,
+                    f"was built with config {child.get_config()!r}, but the file has "
+                    f"{spec.config!r}",
                 )
             child.training = spec.training
             record(spec.path, child)
-            check_children(spec, list(child.named_children()), spec.children)
+            check_children(spec, list(child.named_children()), spec.children, {})
 
     return make(plan)
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child module in a decoded config, before it is built."""
+
+    name: str
+
+
+def _same_config(module: Module, saved: dict[str, Any]) -> bool:
+    """Whether a constructor-built child's config equals the saved one, its modules compared
+    by their child names, dtype ignored."""
+    names = {id(m): n for n, m in module.named_children()}
+    return _same(_without_dtype(_as_refs(module.get_config(), names)), _without_dtype(saved))
+
+
+def _as_refs(value: Any, names: dict[int, str]) -> Any:
+    """``value`` with each module replaced by a ChildRef to its child name."""
+    if isinstance(value, Module):
+        return ChildRef(names.get(id(value), "?"))
+    if type(value) is list:
+        return [_as_refs(v, names) for v in value]
+    if type(value) is tuple:
+        return tuple(_as_refs(v, names) for v in value)
+    if type(value) is dict:
+        return {k: _as_refs(v, names) for k, v in value.items()}
+    return value
 
 
 def _without_dtype(config: Any) -> Any:
@@ -333,16 +407,11 @@ def _without_dtype(config: Any) -> Any:
     return config
 
 
-def _construct(plan: Plan, children: list[Module] | None) -> Module:
-    cls, config = plan.cls, plan.config
+def _construct(plan: Plan, config: dict[str, Any]) -> Module:
+    cls = plan.cls
     from_config = getattr(cls, "from_config", None)
     try:
-        if children is not None:
-            module = cls(*children, **config)
-        elif callable(from_config):
-            module = from_config(config)
-        else:
-            module = cls(**config)
+        module = from_config(config) if callable(from_config) else cls(**config)
     except Exception as exc:
         call = (
             f"{plan.name}.from_config(config)"
@@ -351,7 +420,7 @@ def _construct(plan: Plan, children: list[Module] | None) -> Module:
         )
         raise _mismatch(
             plan,
-            f"could not be rebuilt from its saved config {config!r}: {call} raised "
+            f"could not be rebuilt from its saved config {plan.config!r}: {call} raised "
             f"{type(exc).__name__}: {exc}. get_config() must return exactly the arguments "
             "that rebuild the module (or the class must define a from_config classmethod)",
         ) from exc
@@ -388,3 +457,30 @@ def _join(path: str, name: str) -> str:
 
 def _where(path: str) -> str:
     return f"module {path!r}" if path else "the model"
+
+
+def upgrade_v1(node: Any) -> Any:
+    """A format-1 architecture tree in the current form: a Sequential (or a registered
+    subclass) kept its layers as the children ``"0"``, ``"1"``, ... and not in its config; now
+    its config names them, ``{"layers": [{"__module__": "0"}, ...], **config}``. Malformed
+    nodes are returned as they are, for parse_architecture to report."""
+    if type(node) is not dict:
+        return node
+    children = node.get("children")
+    if type(children) is not list:
+        return node
+    new_children = [
+        [item[0], upgrade_v1(item[1])] if type(item) is list and len(item) == 2 else item
+        for item in children
+    ]
+    node = {**node, "children": new_children}
+    cls = _BY_NAME.get(node.get("class")) if type(node.get("class")) is str else None
+    config = node.get("config")
+    if cls is not None and issubclass(cls, Sequential) and type(config) is dict:
+        layers = [
+            {"__module__": item[0]}
+            for item in new_children
+            if type(item) is list and type(item[0]) is str and item[0].isdigit()
+        ]
+        node["config"] = {"layers": layers, **config}
+    return node

@@ -2,7 +2,7 @@
 
 Layout (an ordinary ``.npz`` file, so ``np.load(path)`` opens it with pickle disabled)::
 
-    header.json            {"format": "nnkit", "version": 1, "kind": ..., ...}
+    header.json            {"format": "nnkit", "version": 2, "kind": ..., ...}
     weights/0.weight.npy   one .npy file per array (format 1.0 or 2.0), stored uncompressed
     optimizer/0.npy        ...
 
@@ -50,7 +50,7 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 FORMAT_NAME = "nnkit"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_NAME = "header.json"
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 """The largest header accepted, in bytes: a bound on what a hostile file makes us parse."""
@@ -380,11 +380,16 @@ def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> A
 # -- the header schema -----------------------------------------------------------------------
 _COMMON_KEYS = frozenset({"format", "version", "kind", "nnkit_version"})
 KIND_KEYS = {
-    "model": frozenset({"architecture", "weights", "tied"}),
+    "model": frozenset({"architecture", "weights", "tied", "generators"}),
     "weights": frozenset({"weights"}),
-    "checkpoint": frozenset({"weights", "optimizer", "scheduler", "rng", "epoch", "extra"}),
+    "checkpoint": frozenset(
+        {"weights", "generators", "optimizer", "scheduler", "rng", "epoch", "extra"}
+    ),
 }
 """The header keys of each kind of file, besides format, version, kind and nnkit_version."""
+
+ADDED_IN_VERSION_2: dict[str, Any] = {"generators": {}}
+"""Header keys that format version 1 files lack, with the value that stands for them."""
 
 _READER = {
     "model": "nnkit.load",
@@ -394,7 +399,7 @@ _READER = {
 
 
 def new_header(kind: str, **fields: Any) -> dict[str, Any]:
-    """A version-1 header of ``kind`` with ``fields`` (exactly :data:`KIND_KEYS` [kind])."""
+    """A header of the current version and ``kind``, with ``fields`` (:data:`KIND_KEYS` [kind])."""
     from nnkit import __version__
 
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": kind}
@@ -413,6 +418,8 @@ def read_file(path: PathLike, accept: tuple[str, ...]) -> tuple[dict[str, Any], 
     if type(kind) is not str or kind not in KIND_KEYS:
         raise CorruptFileError(f"{source.path}: the header has an unknown kind {kind!r}")
     expected = _COMMON_KEYS | KIND_KEYS[kind]
+    if header.get("version") == 1:
+        expected -= set(ADDED_IN_VERSION_2)
     if set(header) != expected or type(header["nnkit_version"]) is not str:
         extra, missing = sorted(set(header) - expected), sorted(expected - set(header))
         raise CorruptFileError(
@@ -426,6 +433,9 @@ def read_file(path: PathLike, accept: tuple[str, ...]) -> tuple[dict[str, Any], 
     if len(set(names)) != len(names):
         raise CorruptFileError(f"{source.path}: the header lists a weight name twice")
     source.check_mentioned(_mentioned_entries(header))
+    if header["version"] == 1:
+        added = {k: v for k, v in ADDED_IN_VERSION_2.items() if k in KIND_KEYS[kind]}
+        header = {**header, **added}
     if kind not in accept:
         raise SerializationError(
             f"{source.path} is an nnkit {kind} file, which "

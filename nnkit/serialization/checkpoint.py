@@ -10,7 +10,14 @@ from nnkit._checks import as_generator
 from nnkit.module import Module
 from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
 from nnkit.serialization.errors import CorruptFileError, StateMismatchError
-from nnkit.serialization.model import assign_weights, decode_weights, encode_weights
+from nnkit.serialization.model import (
+    assign_weights,
+    decode_generators,
+    decode_weights,
+    encode_generators,
+    encode_weights,
+    live_state,
+)
 from nnkit.serialization.tree import ArraySink, ArraySource, decode, encode
 
 __all__ = ["Checkpoint", "Stateful", "load_checkpoint", "save_checkpoint"]
@@ -47,7 +54,9 @@ def save_checkpoint(
 ) -> None:
     """Save everything needed to resume training exactly, to ``path``, atomically.
 
-    Stores the model's weights (not its architecture), ``optimizer.state_dict()`` and
+    Stores the model's weights (its state dict: parameters and persistent buffers, not its
+    architecture), the state of every generator in the model (so dropout masks continue
+    where they were), ``optimizer.state_dict()`` and
     ``scheduler.state_dict()`` with their class names, the state of ``rng`` (pass the
     generator your DataLoader shuffles with, so the resumed run sees the same data order),
     ``epoch`` and ``extra``: a tree of None, bool, int, float, str, list, tuple, dict (str or
@@ -64,7 +73,7 @@ def save_checkpoint(
     if rng is not None:
         as_generator(rng)  # only checks its type
     sink = ArraySink()
-    weights = encode_weights({n: p.data for n, p in model.named_parameters()}, sink)
+    weights = encode_weights(live_state(model), sink)
 
     def component(obj: Stateful | None, section: str) -> dict[str, Any] | None:
         if obj is None:
@@ -78,6 +87,7 @@ def save_checkpoint(
     header = new_header(
         "checkpoint",
         weights=weights,
+        generators=encode_generators(model, sink),
         optimizer=component(optimizer, "optimizer"),
         scheduler=component(scheduler, "scheduler"),
         rng=None if rng is None else encode(rng.bit_generator.state, sink, "rng", "the rng state"),
@@ -106,8 +116,9 @@ def load_checkpoint(
 
     All or nothing: the whole file is read and checked, and the generator state is checked
     against ``rng``, before anything changes; the weights are then checked against ``model``
-    before any is assigned; if the optimizer or scheduler then rejects its state, the weights
-    and the states already restored are put back as they were.
+    before any is assigned, and the model's generator states (a file of format version 1 has
+    none, and leaves the generators as they are); if the optimizer or scheduler then rejects
+    its state, the weights and the states already restored are put back as they were.
 
     Raises:
         CorruptFileError, UnsafeFileError, FormatVersionError: as for :func:`nnkit.load`.
@@ -120,6 +131,7 @@ def load_checkpoint(
         as_generator(rng)  # only checks its type
     header, source = read_file(path, ("checkpoint",))
     weights = decode_weights(header["weights"], source)
+    generators = decode_generators(header["generators"], source)
     saved_optimizer = _decode_component(header["optimizer"], "optimizer", source)
     saved_scheduler = _decode_component(header["scheduler"], "scheduler", source)
     saved_rng = decode(header["rng"], source, "the rng state")
@@ -151,6 +163,16 @@ def load_checkpoint(
     # the optimizer and scheduler, putting back the earlier states, weights included, on failure.
     restored: list[tuple[str, Stateful, Any]] = [("model", model, model.state_dict())]
     assign_weights(model, weights, source.path)
+    if generators:  # a file saved before generator states were kept has none
+        model_generators = _Generators(model)
+        restored.append(("model's generators", model_generators, model_generators.state_dict()))
+        try:
+            model_generators.load_state_dict(generators)
+        except Exception as exc:
+            outcome = _roll_back(restored)
+            raise StateMismatchError(
+                f"the generator states in {source.path} do not fit the model ({exc}); {outcome}"
+            ) from exc
     for section, obj, saved in targets:
         if obj is None or saved is None:
             continue
@@ -166,6 +188,19 @@ def load_checkpoint(
     if rng is not None:
         rng.bit_generator.state = saved_rng
     return {"epoch": epoch, "extra": extra}
+
+
+class _Generators:
+    """The model's generators as a Stateful, for the all-or-nothing restore."""
+
+    def __init__(self, model: Module) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.model.generator_state()
+
+    def load_state_dict(self, state_dict: Any) -> None:
+        self.model.load_generator_state(state_dict)
 
 
 def _roll_back(restored: list[tuple[str, Stateful, Any]]) -> str:

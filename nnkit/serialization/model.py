@@ -8,22 +8,30 @@ from typing import Any
 import numpy as np
 
 from nnkit.module import Module
-from nnkit.parameter import Parameter
-from nnkit.serialization.architecture import build, encode_architecture, parse_architecture
+from nnkit.parameter import Buffer, Parameter
+from nnkit.serialization.architecture import (
+    build,
+    encode_architecture,
+    parse_architecture,
+    upgrade_v1,
+)
 from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
 from nnkit.serialization.errors import CorruptFileError, SerializationError, StateMismatchError
-from nnkit.serialization.tree import Array, ArraySink, ArraySource
+from nnkit.serialization.tree import Array, ArraySink, ArraySource, decode, encode
 
-__all__ = ["load", "load_weights", "save", "save_weights"]
+__all__ = ["live_state", "load", "load_weights", "save", "save_weights"]
 
 
 def save(model: Module, path: PathLike) -> None:
     """Save ``model``, architecture and weights, to the file ``path``, atomically.
 
-    The architecture is every module's registered class name, ``get_config()`` and training
-    flag, and which parameters are tied (one Parameter shared by several layers); the weights
-    are its state dict, bit for bit, dtypes included. Every module class in
-    the tree must be registered (built-in ones are; see :func:`nnkit.register_module`).
+    The architecture is every module's registered class name, ``get_config()`` (modules in it,
+    such as a Residual's body, as references to the saved children) and training flag, and
+    which parameters, buffers and generators are shared by several modules; the weights are
+    its state dict (parameters and persistent buffers), bit for bit, dtypes included; and the
+    state of every generator in the model (``generator_state()``), so a loaded stochastic
+    model draws the same numbers next as the saved one would have. Every module class in the
+    tree must be registered (built-in ones are; see :func:`nnkit.register_module`).
     Gradients, the layers' caches and optimizer state are not saved (see
     :func:`save_checkpoint`). An existing file at ``path`` is replaced only once the new one
     is completely written.
@@ -35,8 +43,14 @@ def save(model: Module, path: PathLike) -> None:
     _check_model(model, "save")
     sink = ArraySink()
     architecture = encode_architecture(model, sink)
-    weights = encode_weights(_live_state(model), sink)
-    header = new_header("model", architecture=architecture, weights=weights, tied=_tied(model))
+    weights = encode_weights(live_state(model), sink)
+    header = new_header(
+        "model",
+        architecture=architecture,
+        weights=weights,
+        tied=_tied(model),
+        generators=encode_generators(model, sink),
+    )
     write_archive(path, header, sink)
 
 
@@ -44,8 +58,10 @@ def load(path: PathLike) -> Module:
     """Rebuild the model saved by :func:`save` at ``path``: a new, independent model.
 
     Each module is rebuilt from its registered class and config, gets the saved weights
-    (parameters take the saved dtype), and has the training flag it had when saved (so a model
-    saved after ``eval()`` comes back in eval mode). Gradients start at zero. The file is
+    (parameters and floating buffers take the saved dtype) and generator states, and has the
+    training flag it had when saved (so a model saved after ``eval()`` comes back in eval
+    mode). Gradients start at zero. Files of format version 1 (before buffers and generators)
+    load too. The file is
     checked completely before any constructor runs, and only constructors of registered
     classes run.
 
@@ -58,8 +74,12 @@ def load(path: PathLike) -> Module:
         SerializationError: the file is a weights or checkpoint file (use the function named).
     """
     header, source = read_file(path, ("model",))
-    plan = parse_architecture(header["architecture"], source)
+    architecture = header["architecture"]
+    if header["version"] == 1:
+        architecture = upgrade_v1(architecture)
+    plan = parse_architecture(architecture, source)
     weights = decode_weights(header["weights"], source)
+    generators = decode_generators(header["generators"], source)
     tied = header["tied"]
     if type(tied) is not dict or not all(
         type(k) is str and type(v) is str for k, v in tied.items()
@@ -68,12 +88,18 @@ def load(path: PathLike) -> Module:
     source.check_all_taken()
     model = build(plan)
     _tie(model, tied, source.path)
-    params = dict(model.named_parameters())
+    members = model._state_members()
     for name, array in weights.items():
-        param = params.get(name)
-        if param is not None and param.dtype != array.dtype and array.dtype.kind == "f":
-            param.astype(array.dtype)
+        member = members.get(name)
+        if (
+            member is not None
+            and member.dtype != array.dtype
+            and member.dtype.kind == "f"
+            and array.dtype.kind == "f"
+        ):
+            member.astype(array.dtype)
     assign_weights(model, weights, source.path)
+    assign_generators(model, generators, source.path)
     return model
 
 
@@ -140,6 +166,35 @@ def decode_weights(names: list[str], source: ArraySource) -> dict[str, Array]:
     return {name: source.take(f"weights/{name}", f"the weight {name!r}") for name in names}
 
 
+def encode_generators(model: Module, sink: ArraySink) -> dict[str, Any]:
+    """The JSON form of ``model.generator_state()``."""
+    return {
+        name: encode(state, sink, "generators", f"the state of generator {name!r}")
+        for name, state in model.generator_state().items()
+    }
+
+
+def decode_generators(node: Any, source: ArraySource) -> dict[str, Any]:
+    """The generator states that :func:`encode_generators` wrote."""
+    if type(node) is not dict:
+        raise CorruptFileError(f"{source.path}: the header's generators are not a dict")
+    return {
+        name: decode(value, source, f"the state of generator {name!r}")
+        for name, value in node.items()
+    }
+
+
+def assign_generators(model: Module, states: Mapping[str, Any], path: str) -> None:
+    """``model.load_generator_state(states)``, a mismatch as StateMismatchError.
+
+    A model with generators loaded from a file that has none for them (format version 1,
+    saved before generator states were) keeps its freshly seeded generators."""
+    try:
+        model.load_generator_state(states, strict=bool(states))
+    except ValueError as exc:
+        raise StateMismatchError(f"the generator states in {path} do not fit: {exc}") from exc
+
+
 def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> None:
     """``model.load_state_dict(weights)``: all or nothing, a mismatch as StateMismatchError."""
     try:
@@ -149,8 +204,8 @@ def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> No
 
 
 def _tied(model: Module) -> dict[str, str]:
-    """``{name: first name}`` for each place a Parameter is reached again through another
-    module (tied weights), walking the tree exactly as ``named_parameters`` does."""
+    """``{name: first name}`` for each place a Parameter, Buffer or generator is reached again
+    through another module (tied weights), walking the tree as ``named_parameters`` does."""
     first: dict[int, str] = {}
     tied: dict[str, str] = {}
     seen: set[int] = set()
@@ -159,7 +214,7 @@ def _tied(model: Module) -> dict[str, str]:
         seen.add(id(module))
         for name, member in module._named_members():
             full = f"{prefix}.{name}" if prefix else name
-            if isinstance(member, Parameter):
+            if isinstance(member, _SHAREABLE):
                 if id(member) in first:
                     tied[full] = first[id(member)]
                 else:
@@ -174,17 +229,17 @@ def _tied(model: Module) -> dict[str, str]:
 def _tie(model: Module, tied: Mapping[str, str], path: str) -> None:
     """Make each attribute named in ``tied`` the same Parameter as its first occurrence."""
     modules = dict(model.named_modules())
-    params = dict(model.named_parameters())
+    members: dict[str, Any] = dict(model._named_state(_SHAREABLE))
     for alias, canonical in tied.items():
         owner_path, _, attribute = alias.rpartition(".")
         owner = modules.get(owner_path)
-        target = params.get(canonical)
+        target = members.get(canonical)
         current = getattr(owner, attribute, None)
         if (
             owner is None
             or target is None
-            or not isinstance(current, Parameter)
-            or current.shape != target.shape
+            or type(current) is not type(target)
+            or getattr(current, "shape", None) != getattr(target, "shape", None)
         ):
             raise StateMismatchError(
                 f"{path}: the file ties {alias!r} to {canonical!r}, but the rebuilt model has no "
@@ -193,18 +248,22 @@ def _tie(model: Module, tied: Mapping[str, str], path: str) -> None:
         setattr(owner, attribute, target)
 
 
+_SHAREABLE = (Parameter, Buffer, np.random.Generator)
+"""The state objects that several modules may share, and that load shares again."""
+
+
 def state_of(model: Module | Mapping[str, Array], caller: str) -> Mapping[str, Array]:
     """The arrays to save: a Module's live state dict (no copies), or a given mapping."""
     if isinstance(model, Module):
-        return _live_state(model)
+        return live_state(model)
     if isinstance(model, Mapping):
         return model
     raise TypeError(f"{caller} takes a Module or a dict of arrays, got {type(model).__name__}")
 
 
-def _live_state(model: Module) -> dict[str, Array]:
+def live_state(model: Module) -> dict[str, Array]:
     """The state dict without copies (the arrays are only read while saving)."""
-    return {name: param.data for name, param in model.named_parameters()}
+    return {name: member.data for name, member in model._state_members().items()}
 
 
 def _check_model(model: object, caller: str) -> None:

@@ -15,11 +15,13 @@ tag otherwise::
     {"__tuple__": [...]}               a tuple
     {"__dict__": [[key, value], ...]}  a dict with an int key, or a str key starting with "__"
     {"__float__": "nan"}               nan, inf or -inf (JSON has no literal for them)
+    {"__module__": "body"}             a child module, in a module's config (see architecture.py)
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,15 @@ MAX_DEPTH = 100
 ARRAY_KINDS = "biufc"
 """The numpy dtype kinds that may be stored: bool, signed and unsigned int, float, complex."""
 
-_TAGS = frozenset({"__array__", "__scalar__", "__tuple__", "__dict__", "__float__"})
+_TAGS = frozenset(
+    {"__array__", "__scalar__", "__tuple__", "__dict__", "__float__", "__module__"}
+)
+
+ChildName = Callable[[Any], "str | None"]
+"""For encode: the child name of a module value in a config (None: not a module)."""
+
+ChildValue = Callable[[str, str], Any]
+"""For decode: the value that stands for the child ``name`` (arguments: name, where)."""
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 _STORABLE = (
@@ -127,11 +137,19 @@ class ArraySource:
             )
 
 
-def encode(value: Any, sink: ArraySink, section: str, where: str, depth: int = 0) -> Any:
+def encode(
+    value: Any,
+    sink: ArraySink,
+    section: str,
+    where: str,
+    depth: int = 0,
+    child: ChildName | None = None,
+) -> Any:
     """The JSON form of the tree ``value``; its arrays go into ``sink`` under ``section``.
 
     Types are checked exactly (a subclass of dict or float is refused rather than silently
-    becoming a plain one), so that loading gives back values of the same types.
+    becoming a plain one), so that loading gives back values of the same types. With
+    ``child``, a value it names (a module in a config) is stored as ``{"__module__": name}``.
 
     Raises:
         SerializationError: naming the place (``where``) of a value that cannot be stored.
@@ -146,15 +164,20 @@ def encode(value: Any, sink: ArraySink, section: str, where: str, depth: int = 0
         return value
     if kind is float:
         return value if math.isfinite(value) else {"__float__": repr(value)}
+    if child is not None:
+        name = child(value)
+        if name is not None:
+            return {"__module__": name}
     if kind is np.ndarray:
         return {"__array__": sink.add(section, value, where)}
     if isinstance(value, np.generic):
         return {"__scalar__": sink.add(section, np.asarray(value), where)}
     if kind is list:
-        return [encode(v, sink, section, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+        return [
+            encode(v, sink, section, f"{where}[{i}]", depth + 1, child) for i, v in enumerate(value)
+        ]
     if kind is tuple:
-        items = [encode(v, sink, section, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
-        return {"__tuple__": items}
+        return {"__tuple__": encode(list(value), sink, section, where, depth, child)}
     if kind is dict:
         for key in value:
             if type(key) not in (str, int):
@@ -163,7 +186,8 @@ def encode(value: Any, sink: ArraySink, section: str, where: str, depth: int = 0
                     "str and int keys are stored"
                 )
         items_ = [
-            (k, encode(v, sink, section, f"{where}[{k!r}]", depth + 1)) for k, v in value.items()
+            (k, encode(v, sink, section, f"{where}[{k!r}]", depth + 1, child))
+            for k, v in value.items()
         ]
         if all(type(k) is str and not k.startswith("__") for k, _ in items_):
             return dict(items_)
@@ -174,8 +198,13 @@ def encode(value: Any, sink: ArraySink, section: str, where: str, depth: int = 0
     )
 
 
-def decode(node: Any, source: ArraySource, where: str, depth: int = 0) -> Any:
+def decode(
+    node: Any, source: ArraySource, where: str, depth: int = 0, child: ChildValue | None = None
+) -> Any:
     """The tree that :func:`encode` turned into ``node``, with arrays taken from ``source``.
+
+    A ``{"__module__": name}`` node becomes ``child(name, where)``; without ``child`` it is
+    refused.
 
     Raises:
         CorruptFileError: if ``node`` is not something :func:`encode` writes.
@@ -186,20 +215,22 @@ def decode(node: Any, source: ArraySource, where: str, depth: int = 0) -> Any:
     if node is None or kind in (bool, int, str, float):
         return node
     if kind is list:
-        return [decode(v, source, f"{where}[{i}]", depth + 1) for i, v in enumerate(node)]
+        return [decode(v, source, f"{where}[{i}]", depth + 1, child) for i, v in enumerate(node)]
     if kind is not dict:  # pragma: no cover - json.loads makes no other types
         raise _corrupt(source, where, f"holds a {kind.__name__}")
     if len(node) == 1:
         ((tag, inner),) = node.items()
         if tag in _TAGS:
-            return _decode_tagged(tag, inner, source, where, depth)
+            return _decode_tagged(tag, inner, source, where, depth, child)
     for key in node:
         if key.startswith("__"):
             raise _corrupt(source, where, f"has the unknown tag {key!r}")
-    return {k: decode(v, source, f"{where}[{k!r}]", depth + 1) for k, v in node.items()}
+    return {k: decode(v, source, f"{where}[{k!r}]", depth + 1, child) for k, v in node.items()}
 
 
-def _decode_tagged(tag: str, inner: Any, source: ArraySource, where: str, depth: int) -> Any:
+def _decode_tagged(
+    tag: str, inner: Any, source: ArraySource, where: str, depth: int, child: ChildValue | None
+) -> Any:
     if tag in ("__array__", "__scalar__"):
         if type(inner) is not str:
             raise _corrupt(source, where, f"has a {tag} entry name that is not a string")
@@ -209,6 +240,10 @@ def _decode_tagged(tag: str, inner: Any, source: ArraySource, where: str, depth:
         if array.ndim != 0:
             raise _corrupt(source, where, f"is a scalar stored as an array of shape {array.shape}")
         return array[()]
+    if tag == "__module__":
+        if child is None or type(inner) is not str:
+            raise _corrupt(source, where, "has a module reference outside a module's config")
+        return child(inner, where)
     if tag == "__float__":
         if type(inner) is not str or inner not in _NONFINITE:
             raise _corrupt(source, where, f"has __float__ {inner!r}, not 'nan', 'inf' or '-inf'")
@@ -216,7 +251,7 @@ def _decode_tagged(tag: str, inner: Any, source: ArraySource, where: str, depth:
     if type(inner) is not list:
         raise _corrupt(source, where, f"has a {tag} that is not a list")
     if tag == "__tuple__":
-        return tuple(decode(v, source, f"{where}[{i}]", depth + 1) for i, v in enumerate(inner))
+        return tuple(decode(inner, source, where, depth, child))
     result: dict[Any, Any] = {}
     for pair in inner:
         if type(pair) is not list or len(pair) != 2 or type(pair[0]) not in (str, int):
@@ -224,7 +259,7 @@ def _decode_tagged(tag: str, inner: Any, source: ArraySource, where: str, depth:
         key = pair[0]
         if key in result:
             raise _corrupt(source, where, f"has the dict key {key!r} twice")
-        result[key] = decode(pair[1], source, f"{where}[{key!r}]", depth + 1)
+        result[key] = decode(pair[1], source, f"{where}[{key!r}]", depth + 1, child)
     return result
 
 
