@@ -10,17 +10,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from stateful_layers import Center, Noise
 
 import nnkit
 
 
 @dataclass(frozen=True)
 class LayerCase:
+    """A module to test: how to build it, the shape of its input (and of further inputs), and
+    the traits check_module needs beyond what it infers (``options``)."""
+
     name: str
     make: Callable[[np.random.Generator], nnkit.Module]
     in_shape: tuple[int, ...] = (5, 4)
-    batch_independent: bool = True
+    batch_independent: bool | str = True
     options: dict[str, Any] = field(default_factory=dict)
+    more_inputs: tuple[tuple[int, ...], ...] = ()
+
+    def inputs(self, rng: np.random.Generator) -> tuple[Any, ...]:
+        """Random inputs of the case's shapes."""
+        shapes = (self.in_shape, *self.more_inputs)
+        return tuple(rng.normal(size=shape) for shape in shapes)
 
 
 def _seq(rng: np.random.Generator) -> nnkit.Module:
@@ -47,12 +57,118 @@ LAYERS = [
     LayerCase("LogSoftmax", lambda rng: nnkit.LogSoftmax()),
     LayerCase("Softmax-3d", lambda rng: nnkit.Softmax(axis=1), in_shape=(3, 4, 2)),
     LayerCase("Sequential", _seq),
+    LayerCase("Sequential-nested", lambda rng: nnkit.Sequential(_seq(rng), nnkit.Dense(3, 2))),
+    LayerCase(
+        "Sequential-tuples",
+        lambda rng: nnkit.Sequential(
+            nnkit.Parallel(nnkit.Dense(4, 3, rng=rng), nnkit.Tanh()), nnkit.Multiply()
+        ),
+        in_shape=(5, 4),
+        more_inputs=((5, 3),),
+    ),
+    LayerCase(
+        "Residual",
+        lambda rng: nnkit.Residual(nnkit.Sequential(nnkit.Dense(4, 4, rng=rng), nnkit.Tanh())),
+    ),
+    LayerCase(
+        "Residual-shortcut",
+        lambda rng: nnkit.Residual(
+            nnkit.Sequential(nnkit.Dense(4, 3, rng=rng), nnkit.Tanh()), nnkit.Dense(4, 3, rng=rng)
+        ),
+    ),
+    LayerCase(
+        "Concat",
+        lambda rng: nnkit.Concat(
+            nnkit.Dense(4, 2, rng=rng), nnkit.Tanh(), nnkit.Sequential(nnkit.Dense(4, 3, rng=rng))
+        ),
+    ),
+    LayerCase(
+        "Concat-axis0",
+        lambda rng: nnkit.Concat(nnkit.Tanh(), nnkit.Sigmoid(), axis=0),
+        batch_independent=False,
+        options={"empty_batch": False},
+    ),
+    LayerCase(
+        "Parallel",
+        lambda rng: nnkit.Parallel(nnkit.Dense(4, 2, rng=rng), nnkit.ReLU()),
+        more_inputs=((5, 3),),
+    ),
+    LayerCase("Add", lambda rng: nnkit.Add(), more_inputs=((5, 4), (5, 4))),
+    LayerCase("Multiply", lambda rng: nnkit.Multiply(), more_inputs=((5, 4),)),
+    LayerCase("Concatenate", lambda rng: nnkit.Concatenate(), more_inputs=((5, 2),)),
+    LayerCase(
+        "Concatenate-last",
+        lambda rng: nnkit.Concatenate(axis=-1),
+        in_shape=(5, 2, 3),
+        more_inputs=((5, 2, 1),),
+    ),
+    LayerCase("Graph", lambda rng: _graph(rng)),
+    LayerCase("Graph-two-in-two-out", lambda rng: _graph2(rng), more_inputs=((5, 3),)),
+    LayerCase(
+        "Center", lambda rng: Center(4), batch_independent="eval", options={"empty_batch": "eval"}
+    ),
+    LayerCase("Noise", lambda rng: Noise(0.3, rng=np.random.default_rng(5))),
+    LayerCase(
+        "Sequential-stateful",
+        lambda rng: nnkit.Sequential(
+            nnkit.Dense(4, 4, rng=rng),
+            Center(4),
+            Noise(0.5, rng=np.random.default_rng(1)),
+            nnkit.Dense(4, 2, rng=rng),
+        ),
+        batch_independent="eval",
+        options={"empty_batch": "eval"},
+    ),
 ]
 
-ACTIVATIONS = [case for case in LAYERS if case.name in {
-    "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus", "SiLU",
-    "Softmax", "LogSoftmax",
-}]
+
+def _graph(rng: np.random.Generator) -> nnkit.Module:
+    """Fan-out (h feeds two branches and the output) and fan-in (a merge node)."""
+    return nnkit.Graph(
+        inputs="x",
+        nodes={
+            "h": (nnkit.Dense(4, 3, rng=rng), "x"),
+            "a": (nnkit.Tanh(), "h"),
+            "b": (nnkit.Sigmoid(), "h"),
+            "ab": (nnkit.Multiply(), ["a", "b"]),
+            "out": (nnkit.Add(), ["ab", "h"]),
+        },
+        outputs="out",
+    )
+
+
+def _graph2(rng: np.random.Generator) -> nnkit.Module:
+    """Two inputs, two outputs, one of them also feeding the other."""
+    return nnkit.Graph(
+        inputs=["x", "z"],
+        nodes={
+            "hx": (nnkit.Dense(4, 3, rng=rng), "x"),
+            "joined": (nnkit.Add(), ["hx", "z"]),
+            "score": (nnkit.Dense(3, 1, rng=rng), "joined"),
+            "gate": (nnkit.Sigmoid(), "joined"),
+        },
+        outputs=["gate", "score"],
+    )
+
+
+ACTIVATIONS = [
+    case
+    for case in LAYERS
+    if case.name
+    in {
+        "Identity",
+        "Sigmoid",
+        "Tanh",
+        "ReLU",
+        "LeakyReLU",
+        "ELU",
+        "GELU",
+        "Softplus",
+        "SiLU",
+        "Softmax",
+        "LogSoftmax",
+    }
+]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cases import LAYERS, LOSSES, LayerCase, LossCase, ids
+from stateful_layers import Center, Noise
 
 import nnkit
 from nnkit.testing import ConformanceError, check_module
@@ -16,8 +17,10 @@ from nnkit.testing import ConformanceError, check_module
 @pytest.mark.parametrize("case", LAYERS, ids=ids(LAYERS))
 def test_layer_conforms(case: LayerCase) -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=case.in_shape)
-    check_module(case.make(rng), x, batch_independent=case.batch_independent)
+    xs = case.inputs(rng)
+    check_module(
+        case.make(rng), *xs, batch_independent=case.batch_independent, **case.options  # type: ignore[arg-type]
+    )
 
 
 @pytest.mark.parametrize("case", LOSSES, ids=ids(LOSSES))
@@ -96,14 +99,6 @@ class PromotesFloat64Input(nnkit.Module):
         return (grad_out * self.g.data).astype(self._x.dtype)
 
 
-class FollowsGradDtype(nnkit.Tanh):
-    def backward(self, grad_out: Any) -> Any:
-        y = self._y
-        if y is None:
-            raise self._no_cache_error()
-        return grad_out * (1 - y * y)  # planted bug: float64 grad_out promotes dx
-
-
 class NoCacheCheck(nnkit.Module):
     def forward(self, x: Any) -> Any:
         return np.asarray(x) * 2.0
@@ -143,10 +138,9 @@ BROKEN = [
     (MutatesGrad(), "mutated grad_out"),
     (Promotes(3, 2, rng=np.random.default_rng(1)), "in float32 .* returned float64"),
     (NoCacheCheck(), "before forward"),
-    (FollowsGradDtype(), "given a float64 grad_out returned float64"),
     (PromotesFloat64Input(), "float64 input into a float32 module"),
     (SkipsBiasInAccumulate(3, 2, rng=np.random.default_rng(1)), "accumulate_grad"),
-    (MixesBatch(), "row 0"),
+    (MixesBatch(), "sample 0"),
 ]
 
 
@@ -173,3 +167,163 @@ def test_harness_rejects_wrong_arguments() -> None:
         check_module(nnkit.MSELoss(), np.zeros((2, 2)))
     with pytest.raises(TypeError, match="Module or a Loss"):
         check_module(object(), np.zeros((2, 2)))  # type: ignore[arg-type]
+
+
+# -- planted bugs in stateful and multi-input modules -----------------------------------------
+
+
+class ScaleShift(nnkit.Module):
+    """y = x * gamma + beta, with gamma = 1 and beta = 0 at construction."""
+
+    def __init__(self, features: int, wrong: bool = False) -> None:
+        super().__init__()
+        self.gamma = nnkit.Parameter(np.ones(features))
+        self.beta = nnkit.Parameter(np.zeros(features))
+        self.wrong = wrong
+        self._x: Any = None
+
+    def forward(self, x: Any) -> Any:
+        self._x = nnkit.module.as_float_array(x, self.gamma.dtype)
+        return self._x * self.gamma.data + self.beta.data
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._x is None:
+            raise self._no_cache_error()
+        self.gamma.add_grad((grad_out * self._x).sum(axis=0))
+        self.beta.add_grad(grad_out.sum(axis=0))
+        return grad_out.copy() if self.wrong else grad_out * self.gamma.data
+
+
+class StatsInPlainArray(Center):
+    """Keeps its running mean as a plain array: state_dict and saving lose it."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__(features)
+        self.running = np.zeros(features, dtype=np.float32)
+        del self.running_mean
+
+    def forward(self, x: Any) -> Any:
+        x = nnkit.module.as_float_array(x)
+        self._shape, self._dtype, self._trained = x.shape, x.dtype, self.training
+        if self.training:
+            self.running = 0.5 * self.running + 0.5 * x.mean(axis=0)
+            return x - x.mean(axis=0)
+        return x - self.running.astype(x.dtype)
+
+
+class ForgetsMask(Noise):
+    def backward(self, grad_out: Any) -> Any:
+        if self._mask is None:
+            raise self._no_cache_error()
+        return grad_out / (1 - self.p)  # planted bug: the mask is not applied
+
+
+class SecondInputGradWrong(nnkit.Multiply):
+    def backward(self, grad_out: Any) -> Any:
+        a, b = super().backward(grad_out)
+        return a, b * 1.1  # planted bug
+
+
+class UnseededNoise(Noise):
+    def forward(self, x: Any) -> Any:
+        if not self.training:
+            return super().forward(x) * (1 + 1e-3 * np.random.default_rng().random())  # planted
+        return super().forward(x)
+
+
+STATEFUL_BROKEN = [
+    ("ScaleShift", lambda: ScaleShift(3, wrong=True), 1, "input x"),
+    ("StatsInPlainArray", lambda: StatsInPlainArray(3), 1, "state_dict does not hold"),
+    ("ForgetsMask", lambda: ForgetsMask(0.5, rng=np.random.default_rng(0)), 1, "input x"),
+    ("SecondInputGradWrong", SecondInputGradWrong, 2, "input 1"),
+    ("UnseededNoise", lambda: UnseededNoise(0.5, rng=np.random.default_rng(0)), 1, "two forwards"),
+]
+
+
+@pytest.mark.parametrize(
+    "make, n_inputs, message",
+    [case[1:] for case in STATEFUL_BROKEN],
+    ids=[case[0] for case in STATEFUL_BROKEN],
+)
+def test_harness_catches_planted_bug_in_stateful_or_multi_input_module(
+    make: Any, n_inputs: int, message: str
+) -> None:
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(4, 3)) for _ in range(n_inputs)]
+    with pytest.raises(AssertionError, match=message):
+        check_module(make(), *xs, batch_independent="eval", empty_batch="eval")
+
+
+def test_correct_scale_shift_passes_and_its_bug_hides_without_perturbation() -> None:
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    check_module(ScaleShift(3), x)
+    nnkit.gradcheck(ScaleShift(3, wrong=True), x, perturb=False)  # gamma = 1 hides the bug
+    with pytest.raises(nnkit.GradcheckError, match="input x"):
+        nnkit.gradcheck(ScaleShift(3, wrong=True), x)
+
+
+class FollowsGradDtype(nnkit.Tanh):
+    """Lets a float64 grad_out promote dx (plain NumPy); nnkit never sends one to float32."""
+
+    def backward(self, grad_out: Any) -> Any:
+        y = self._y
+        if y is None:
+            raise self._no_cache_error()
+        return grad_out * (1 - y * y)
+
+
+def test_harness_accepts_a_layer_that_follows_numpy_promotion() -> None:
+    check_module(FollowsGradDtype(), np.random.default_rng(0).normal(size=(4, 3)))
+
+
+class CountsForwards(nnkit.Dense):
+    calls = 0
+
+    def forward(self, x: Any) -> Any:
+        CountsForwards.calls += 1
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("max_elements, bound", [(64, 2 * 64 * 3 + 40), (8, 2 * 8 * 3 + 40)])
+def test_gradcheck_samples_a_bounded_number_of_elements(max_elements: int, bound: int) -> None:
+    """Dense(128, 256) on (32, 128) has 4096 + 32768 + 256 elements to differentiate; the
+    default check evaluates at most max_elements of each (two forwards each)."""
+    CountsForwards.calls = 0
+    x = np.random.default_rng(0).normal(size=(32, 128))
+    check_module(CountsForwards(128, 256), x, max_elements=max_elements)
+    assert CountsForwards.calls <= bound
+
+
+def test_gradcheck_can_check_every_element() -> None:
+    class OneWrongWeight(nnkit.Dense):
+        def backward(self, grad_out: Any) -> Any:
+            dx = super().backward(grad_out)
+            self.weight.grad[7, 11] += 0.5  # one element in 8 * 16 = 128
+            return dx
+
+    x = np.random.default_rng(0).normal(size=(4, 8))
+    with pytest.raises(nnkit.GradcheckError, match=r"parameter 'weight' at index \(7, 11\)"):
+        nnkit.gradcheck(OneWrongWeight(8, 16), x, max_elements=None)
+
+
+class Lookup(nnkit.Module):
+    """An embedding written on the contract: integer input, not differentiated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nnkit.Parameter(np.random.default_rng(0).normal(size=(5, 2)))
+        self._ids: Any = None
+
+    def forward(self, ids: Any) -> Any:
+        self._ids = np.asarray(ids)
+        return self.table.data[self._ids]
+
+    def backward(self, grad_out: Any) -> None:
+        if self._ids is None:
+            raise self._no_cache_error()
+        np.add.at(self.table.grad, self._ids, grad_out)
+
+
+def test_integer_inputs_are_passed_through_and_not_differentiated() -> None:
+    ids = np.array([[0, 3], [4, 4], [1, 0]])
+    check_module(Lookup(), ids)
