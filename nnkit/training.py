@@ -28,7 +28,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from nnkit._checks import check_int
-from nnkit.callbacks import Callback, Logs
+from nnkit._types import Logs
+from nnkit.callbacks import Callback
 from nnkit.data import DataLoader
 from nnkit.history import History
 from nnkit.losses import HuberLoss, L1Loss, MSELoss

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import nnkit
+from nnkit._summary import summary
 from nnkit.parameter import Parameter
-from nnkit.summary import summary
 
 
 class Scaled(nnkit.Module):

@@ -11,8 +11,8 @@ The output shapes come from one forward pass over zeros of shape ``(1, *input_sh
 a deep copy of the model in eval mode, so the model itself (weights, caches, gradients,
 training flags) is not touched. The batch axis is shown as ``None``.
 
-The package re-exports the function under this module's name, so ``nnkit.summary`` is the
-function: call ``nnkit.summary(model, input_shape)`` (or ``from nnkit import summary``).
+The function is public as ``nnkit.summary`` (this module is private, so no module shadows
+the function's name).
 """
 
 from __future__ import annotations
