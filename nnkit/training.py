@@ -107,6 +107,7 @@ def fit(
     verbose: int = 1,
     train_step: TrainStep = train_step,
     on_interrupt: Literal["raise", "return"] = "raise",
+    warn_setup: bool = True,
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch steps.
 
@@ -162,6 +163,10 @@ def fit(
         train_step: the step taken on every batch (see :class:`TrainStep`).
         on_interrupt: ``"raise"`` (re-raise a KeyboardInterrupt after cleaning up) or
             ``"return"`` (return the History of the complete epochs).
+        warn_setup: run the static checks of :func:`nnkit.diagnostics.lint` first and issue
+            a :class:`nnkit.diagnostics.SetupWarning` for each problem they find (targets
+            that do not fit the loss, a softmax before CrossEntropyLoss, unscaled inputs, a
+            one-signed initialisation, ...); False skips them.
 
     Returns:
         The :class:`History`.
@@ -203,6 +208,10 @@ def fit(
     if val is not None:
         _check_targets(metric_fns, val[1], "fit: validation_data y")
     callbacks = _check_callbacks(callbacks)
+    if type(warn_setup) is not bool:
+        raise TypeError(f"fit: warn_setup must be True or False, got {warn_setup!r}")
+    if warn_setup:
+        _warn_setup(model, loss_fn, X_, y_)
     loader = DataLoader(X_, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
 
     train_keys = ["loss", *metric_fns]
@@ -276,6 +285,20 @@ def fit(
             stacklevel=2,
         )
     return history
+
+
+def _warn_setup(model: Module, loss_fn: LossFunction, X: NDArray[Any], y: NDArray[Any]) -> None:
+    """One SetupWarning per problem the static checks find (see nnkit.diagnostics.lint)."""
+    from nnkit.diagnostics import SetupWarning, lint
+
+    for problem in lint(model, loss_fn, X, y):
+        if problem.severity != "info":
+            warnings.warn(
+                f"{problem} (nnkit.diagnose(model, loss_fn, X, y) explains more; "
+                "fit(..., warn_setup=False) silences this)",
+                SetupWarning,
+                stacklevel=3,
+            )
 
 
 def _train_epoch(
