@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnkit._gradcheck import GradcheckError, gradcheck
-from nnkit.diagnostics.trace import Tracer
+from nnkit.diagnostics.trace import Tracer, finite
 from nnkit.losses import Loss
 from nnkit.module import Module
 
@@ -105,22 +105,28 @@ def first_bad_gradient(
         if id(module) not in seen:
             seen[id(module)] = (name, module, args)
 
-    with Tracer(replica, on_forward=record):
+    with Tracer(replica, on_forward=record), np.errstate(all="ignore"):
         pred = replica(*inputs)
     rng = np.random.default_rng(seed)
     for name, module, args in seen.values():  # children finish their forward first
-        message = _check(module, args, max_elements, atol, rtol, seed)
-        if message is None:
-            continue
-        if _check(module, _jitter(args, rng), max_elements, atol, rtol, seed) is None:
-            continue  # a kink at these exact values, not a wrong backward
+        if not all(finite(a) for a in args):
+            continue  # overflowed upstream: the probe of nnkit.diagnose reports where
+        with np.errstate(all="ignore"):
+            message = _check(module, args, max_elements, atol, rtol, seed)
+            if message is None:
+                continue
+            if _check(module, _jitter(args, rng), max_elements, atol, rtol, seed) is None:
+                continue  # a kink at these exact values, not a wrong backward
         where = "the model" if name == "model" else f"module {name!r}"
         return name, module, f"{where} ({type(module).__name__}): {message}"
     if loss_fn is not None and y is not None and isinstance(pred, np.ndarray):
         try:
-            gradcheck(loss_fn, pred, _take(y, max_samples), atol=atol, rtol=rtol)
+            with np.errstate(all="ignore"):
+                gradcheck(loss_fn, pred, _take(y, max_samples), atol=atol, rtol=rtol)
         except GradcheckError as exc:
             return "loss", replica, f"the loss ({type(loss_fn).__name__}): {exc}"
+        except ValueError:
+            pass  # pred at the edge of the loss's domain (a probability of 0 or 1)
     return None
 
 

@@ -48,7 +48,7 @@ def lint(model: Module, loss_fn: Any, X: Any, y: Any) -> list[Finding]:
 
     sample = X_[:256]
     try:
-        with Tracer(replica, on_forward=record):
+        with Tracer(replica, on_forward=record), np.errstate(all="ignore"):
             pred = replica(sample)
     except Exception:  # the data does not fit the model: fit's own checks say why
         return found
@@ -269,14 +269,17 @@ def _loss_findings(
                 module="Sigmoid",
             )
         )
-    if isinstance(loss_fn, BCELoss) and pred.size and (pred.min() < 0 or pred.max() > 1):
+    linear_end = any(True for _ in module.parameters())  # Dense, a conv: unbounded outputs
+    outside = bool(pred.size) and (pred.min() < 0 or pred.max() > 1)
+    if type(loss_fn) is BCELoss and (outside or linear_end):
         found.append(
             finding(
                 "probabilities_loss_on_logits",
                 name,
-                f"BCELoss needs probabilities in [0, 1], but the output of {name!r} ranges over "
-                f"[{pred.min():.3g}, {pred.max():.3g}]: end the model in Sigmoid, or use "
-                "BCEWithLogitsLoss on the raw outputs (more stable)",
+                f"BCELoss needs probabilities in [0, 1], but the model ends in "
+                f"{type(module).__name__} ({name!r}), whose outputs range over "
+                f"[{pred.min():.3g}, {pred.max():.3g}] and are not bounded: end the model in "
+                "Sigmoid, or use BCEWithLogitsLoss on the raw outputs (more stable)",
                 low=float(pred.min()),
                 high=float(pred.max()),
             )

@@ -26,12 +26,15 @@ DEAD_FRACTION = 0.5
 """A ReLU layer is reported when more than this fraction of its units never fire."""
 
 SATURATED_FRACTION = 0.5
-"""A sigmoid/tanh layer is reported when more than this fraction of its units are saturated
-(in the flat region for more than 90% of the samples)."""
+"""A sigmoid/tanh layer is reported when more than this fraction of its units are saturated."""
+
+SATURATED_SAMPLES = 2 / 3
+"""A unit is saturated when it is in the flat region for more than this fraction of the
+samples."""
 
 GRADIENT_SPAN = 1e3
-"""Vanishing/exploding: the relative gradient (|grad| / |param|) of the last layer and the
-first differ by more than this factor."""
+"""Vanishing/exploding: the gradient reaching the first layer with weights and the one
+reaching the last differ by more than this factor."""
 
 
 def _units(y: np.ndarray) -> np.ndarray:
@@ -54,8 +57,14 @@ class _LayerStats:
         self.active: np.ndarray | None = None  # per unit: samples where y > 0
         self.saturated: np.ndarray | None = None  # per unit: samples in the flat region
         self.samples = 0
+        self.input_varies = False
+        self.output_varies = False
 
-    def add(self, module: Module, y: np.ndarray) -> None:
+    def add(self, module: Module, x: Any, y: np.ndarray) -> None:
+        if isinstance(x, np.ndarray) and x.ndim >= 1 and len(x) > 1:
+            self.input_varies = self.input_varies or bool(np.any(x != x[:1]))
+        if y.ndim >= 1 and len(y) > 1:
+            self.output_varies = self.output_varies or bool(np.any(y != y[:1]))
         values = y.astype(np.float64, copy=False)
         self.count += values.size
         self.total += float(values.sum())
@@ -75,14 +84,17 @@ class _LayerStats:
             sat = flat.sum(axis=0)
             self.saturated = sat if self.saturated is None else self.saturated + sat
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, Any]:
         mean = self.total / self.count if self.count else math.nan
         var = self.total_sq / self.count - mean * mean if self.count else math.nan
-        out = {"mean": mean, "std": math.sqrt(max(var, 0.0))}
+        out: dict[str, Any] = {"mean": mean, "std": math.sqrt(max(var, 0.0))}
+        out["constant"] = self.input_varies and not self.output_varies
         if self.active is not None:
             out["dead_fraction"] = float(np.mean(self.active == 0))
         if self.saturated is not None and self.samples:
-            out["saturated_fraction"] = float(np.mean(self.saturated > 0.9 * self.samples))
+            out["saturated_fraction"] = float(
+                np.mean(self.saturated > SATURATED_SAMPLES * self.samples)
+            )
         return out
 
 
@@ -93,9 +105,11 @@ class HealthMonitor(Callback):
     output; for a ReLU, the fraction of dead units (never positive on the epoch's data); for a
     hidden Sigmoid or Tanh (not the output layer, which a confident model saturates), the
     fraction of saturated units (in the flat region, ``y < 0.01`` or
-    ``> 0.99`` for a sigmoid, ``|y| > 0.99`` for a tanh, on more than 90% of the samples).
+    ``> 0.99`` for a sigmoid, ``|y| > 0.99`` for a tanh, on more than 2/3 of the samples).
     Per parameter: the gradient norm (mean over the epoch's steps) and the update-to-parameter
-    ratio ``|delta p| / |p|`` of the epoch's first step. And the first module, pass (forward or
+    ratio ``|delta p| / |p|`` of the epoch's first step. Per layer with weights: the RMS of
+    the gradient reaching its output, whose fall or rise from the last layer to the first is
+    a vanishing or exploding gradient. And the first module, pass (forward or
     backward), epoch and step where a NaN or inf appeared.
 
     Use it as a ``fit`` callback, ``fit(..., callbacks=[monitor])``, or from a hand-written
@@ -123,6 +137,8 @@ class HealthMonitor(Callback):
         self._ratios: dict[str, float] = {}
         self._losses: list[float] = []
         self._order: list[str] = []  # leaf modules in the order their forwards first ran
+        self._deltas: dict[str, float] = {}  # summed RMS of dL/doutput of weighted layers
+        self._delta_counts: dict[str, int] = {}
 
     # -- attaching ---------------------------------------------------------------------------
     def attach(self, model: Module) -> None:
@@ -135,11 +151,20 @@ class HealthMonitor(Callback):
             if self.nonfinite is None and not finite(output) and all(finite(x) for x in inputs):
                 self._record_nonfinite(name, "forward")
             if id(module) in leaves and isinstance(output, np.ndarray) and output.dtype.kind == "f":
-                self._layers.setdefault(name, _LayerStats()).add(module, output)
+                first = inputs[0] if inputs else None
+                self._layers.setdefault(name, _LayerStats()).add(module, first, output)
                 if name not in self._order:
                     self._order.append(name)
 
+        weighted = {id(m) for m in model.modules() if id(m) in leaves and _has_weight(m)}
+
         def on_backward(name: str, module: Module, grads: tuple[Any, ...], result: Any) -> None:
+            if id(module) in weighted and grads and isinstance(grads[0], np.ndarray):
+                g = grads[0]
+                if g.size and finite(g):
+                    rms = float(np.sqrt(np.mean(np.square(g, dtype=np.float64))))
+                    self._deltas[name] = self._deltas.get(name, 0.0) + rms
+                    self._delta_counts[name] = self._delta_counts.get(name, 0) + 1
             if self.nonfinite is not None or not all(finite(g) for g in grads):
                 return
             bad_params = any(not finite(p.grad) for p in module.parameters())
@@ -164,6 +189,7 @@ class HealthMonitor(Callback):
     def on_epoch_begin(self, epoch: int) -> None:
         self._epoch = epoch
         self._layers, self._grads, self._grad_steps, self._ratios = {}, {}, 0, {}
+        self._deltas, self._delta_counts = {}, {}
         self._losses = []
         if self._model is not None:
             self._before = {n: p.data.copy() for n, p in self._model.named_parameters()}
@@ -194,6 +220,11 @@ class HealthMonitor(Callback):
                 "layers": {name: s.summary() for name, s in self._layers.items()},
                 "gradients": {n: g / max(self._grad_steps, 1) for n, g in self._grads.items()},
                 "update_ratios": dict(self._ratios),
+                "output_gradients": {
+                    n: self._deltas[n] / self._delta_counts[n]
+                    for n in self._order
+                    if n in self._deltas
+                },
             }
         )
 
@@ -206,15 +237,18 @@ class HealthMonitor(Callback):
         found: list[Finding] = []
         if self.nonfinite is not None:
             nf = self.nonfinite
+            cause = f" ({nf['error']})" if "error" in nf else ""
             found.append(
                 finding(
                     "nonfinite",
                     nf["where"],
                     f"a NaN or inf first appeared in the {nf['pass']} pass of module "
-                    f"{nf['where']!r} (epoch {nf['epoch']}, step {nf['step']}), from finite "
-                    "inputs; look at that module's arithmetic (an exp or a division), or lower "
-                    "the learning rate if the values grew until they overflowed",
-                    **nf,
+                    f"{nf['where']!r}{cause} (epoch {nf['epoch']}, step {nf['step']}), from "
+                    "finite inputs; look at that module's arithmetic (an exp that overflows, a "
+                    "division by zero, a log of 0: nnkit.functional has stable versions), or "
+                    "lower the learning rate if the values grew until they overflowed",
+                    module=nf["where"],
+                    **{k: v for k, v in nf.items() if k != "where"},
                 )
             )
         if not self.history:
@@ -222,36 +256,60 @@ class HealthMonitor(Callback):
         last = self.history[-1]
         modules = dict(self._model.named_modules()) if self._model is not None else {}
         output = self._order[-1] if self._order else None
-        for name, stats in last["layers"].items():
-            if name == output:
-                continue  # a confident output layer is saturated by design
-            dead = stats.get("dead_fraction")
-            if dead is not None and dead > DEAD_FRACTION:
-                found.append(
-                    finding(
-                        "dead_units",
-                        name,
-                        f"{dead:.0%} of the units of ReLU {name!r} are never active on the data, "
-                        "so they pass no gradient; lower the learning rate, initialise the layer "
-                        "before it with he_normal (nnkit's Dense default) and biases near 0, or "
-                        "use LeakyReLU",
-                        dead_fraction=dead,
-                    )
+        constant = next(
+            (n for n in self._order if last["layers"].get(n, {}).get("constant")), None
+        )
+        downstream = set(self._order[self._order.index(constant) + 1 :]) if constant else set()
+        if constant is not None:
+            kind = type(modules.get(constant)).__name__
+            found.append(
+                finding(
+                    "constant_output",
+                    constant,
+                    f"{kind} {constant!r} gives the same output for every sample although its "
+                    "input varies, so nothing after it can tell the samples apart and the "
+                    "network predicts the average; "
+                    + (
+                        "its units are all inactive (see dead_units)"
+                        if kind == "ReLU"
+                        else "check what it computes (a zero scale, a constant, a wrong axis)"
+                    ),
+                    module=kind,
                 )
-            saturated = stats.get("saturated_fraction")
-            if saturated is not None and saturated > SATURATED_FRACTION:
-                kind = type(modules.get(name)).__name__
-                found.append(
-                    finding(
-                        "saturated_units",
-                        name,
-                        f"{saturated:.0%} of the units of {kind} {name!r} sit in the flat part "
-                        "of the curve for almost every sample, where the gradient is about 0; "
-                        "scale the inputs, use a smaller initialisation for the layer before "
-                        "it, or use ReLU in hidden layers",
-                        saturated_fraction=saturated,
+            )
+        for epoch in (self.history[0], last):  # at the start (initialisation), and at the end
+            at_start = epoch is self.history[0]
+            for name, stats in epoch["layers"].items():
+                if name == output or name in downstream:
+                    continue  # a confident output layer saturates; after a constant, symptoms
+                dead = stats.get("dead_fraction")
+                if dead is not None and dead > DEAD_FRACTION:
+                    found.append(
+                        finding(
+                            "dead_units",
+                            name,
+                            f"{dead:.0%} of the units of ReLU {name!r} are never active on the "
+                            "data, so they pass no gradient; lower the learning rate, "
+                            "initialise the layer before it with he_normal (nnkit's Dense "
+                            "default) and biases near 0, or use LeakyReLU",
+                            dead_fraction=dead,
+                        )
                     )
-                )
+                saturated = stats.get("saturated_fraction")
+                if at_start and saturated is not None and saturated > SATURATED_FRACTION:
+                    # at the start only: a network that has learned (XOR) saturates on purpose
+                    kind = type(modules.get(name)).__name__
+                    found.append(
+                        finding(
+                            "saturated_units",
+                            name,
+                            f"{saturated:.0%} of the units of {kind} {name!r} sit in the flat "
+                            "part of the curve for most samples, where the gradient is about "
+                            "0; scale the inputs, use a smaller initialisation for the layer "
+                            "before it, or use ReLU in hidden layers",
+                            saturated_fraction=saturated,
+                        )
+                    )
         for record in (self.history[0], last):  # at the start, and as training went on
             gradient = _gradient_findings(self._model, record)
             if gradient:
@@ -314,36 +372,35 @@ class HealthMonitor(Callback):
         return figure
 
 
+def _has_weight(module: Module) -> bool:
+    return any(p.data.ndim >= 2 for p in module.parameters())
+
+
 def _gradient_findings(model: Module | None, record: dict[str, Any]) -> list[Finding]:
-    """Vanishing or exploding gradients: the relative gradient of the weight matrices from the
-    last layer to the first, compared at the two ends."""
-    if model is None:
+    """Vanishing or exploding gradients: the RMS of dL/d(output) of the layers with weights,
+    in forward order, compared between the first such layer and the last."""
+    deltas = list(record.get("output_gradients", {}).items())
+    if model is None or len(deltas) < 3:
         return []
-    grads = record["gradients"]
-    rel: list[tuple[str, float]] = []
-    for name, param in model.named_parameters():
-        if param.data.ndim < 2 or name not in grads:
-            continue
-        norm = float(np.linalg.norm(param.data))
-        if norm > 0:
-            rel.append((name, grads[name] / norm))
-    if len(rel) < 3:
+    (first, g_first), (last, g_last) = deltas[0], deltas[-1]
+    if g_first <= 0 or g_last <= 0:
         return []
-    first, last = rel[0], rel[-1]
-    if last[1] == 0 or first[1] == 0:
-        return []
-    ratio = first[1] / last[1]
-    where = first[0].rpartition(".")[0] or first[0]
-    evidence: dict[str, Any] = {"first": first[0], "last": last[0], "first_to_last": ratio}
+    ratio = g_first / g_last
+    evidence: dict[str, Any] = {
+        "first": first,
+        "last": last,
+        "first_to_last": ratio,
+        "output_gradient_rms": [g for _, g in deltas],
+    }
     if ratio < 1 / GRADIENT_SPAN:
         return [
             finding(
                 "vanishing_gradient",
-                where,
-                f"the gradient of {first[0]!r} is {1 / ratio:.2g}x smaller (relative to its "
-                f"weights) than that of {last[0]!r}: it shrinks layer by layer, so the first "
-                "layers barely learn; use ReLU instead of sigmoid/tanh in hidden layers, a "
-                "He/Xavier initialisation, fewer layers, or residual connections",
+                first,
+                f"the gradient reaching layer {first!r} is {1 / ratio:.2g}x smaller than the "
+                f"one reaching {last!r}: it shrinks layer by layer on the way back, so the "
+                "first layers barely learn; use ReLU instead of sigmoid/tanh in hidden layers, "
+                "a He/Xavier initialisation, fewer layers, or residual connections",
                 **evidence,
             )
         ]
@@ -351,11 +408,11 @@ def _gradient_findings(model: Module | None, record: dict[str, Any]) -> list[Fin
         return [
             finding(
                 "exploding_gradient",
-                where,
-                f"the gradient of {first[0]!r} is {ratio:.2g}x larger (relative to its weights) "
-                f"than that of {last[0]!r}: it grows layer by layer; use a smaller "
-                "initialisation, normalisation layers, or gradient clipping "
-                "(nnkit.optim.clip_grad_norm_ in a train_step)",
+                first,
+                f"the gradient reaching layer {first!r} is {ratio:.2g}x larger than the one "
+                f"reaching {last!r}: it grows layer by layer on the way back; use a smaller "
+                "initialisation (nnkit's default He/Xavier), normalisation layers, or "
+                "gradient clipping (nnkit.optim.clip_grad_norm_ in a train_step)",
                 **evidence,
             )
         ]

@@ -161,6 +161,17 @@ def _probe(
     except Exception as exc:
         notes["probe_error"] = f"{type(exc).__name__}: {exc}"
         monitor.detach()
+        if "expects pred probabilities" in str(exc):  # the output left [0, 1] while training
+            return [
+                finding(
+                    "probabilities_loss_on_logits",
+                    "loss",
+                    f"{type(loss_fn).__name__} needs probabilities, but after {len(losses)} "
+                    f"training steps the model's output left [0, 1] ({exc}); end the model in "
+                    "Sigmoid, or use BCEWithLogitsLoss on the raw outputs",
+                    steps=len(losses),
+                )
+            ]
         return []
     finally:
         monitor.detach()
@@ -235,7 +246,8 @@ def _probe(
                     relative_improvement=improved,
                 )
             )
-    if improved < 0.05 and isinstance(preds, np.ndarray) and preds.ndim >= 1 and len(preds) > 1:
+    flat_module = any(f.code == "constant_output" for f in found)
+    if improved < 0.05 and not flat_module and isinstance(preds, np.ndarray) and len(preds) > 1:
         spread = float(np.max(np.std(preds.reshape(len(preds), -1), axis=0)))
         size = float(np.mean(np.abs(preds))) + 1e-12
         if spread < 1e-3 * max(size, 1e-3):
