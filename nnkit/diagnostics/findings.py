@@ -8,6 +8,7 @@ module name such as ``"2"`` or ``"body.0"``, or ``"data"``, ``"loss"``, ``"optim
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +43,6 @@ CODES: dict[str, tuple[Severity, str]] = {
 }
 """Every finding code: its severity and what it means. Findings are reported in this order
 within a severity: the earlier code is the likelier root cause."""
-
 
 
 class SetupWarning(UserWarning):
@@ -124,10 +124,16 @@ class Report:
             ]
         for i, f in enumerate(self.findings, 1):
             lines.append(f"{i}. [{f.severity}] {f.code} at {f.where}")
-            lines.append(f"   {f.message}")
+            lines.append(
+                textwrap.fill(f.message, 92, initial_indent="   ", subsequent_indent="   ")
+            )
             if f.evidence:
                 shown = ", ".join(f"{k}={_short(v)}" for k, v in f.evidence.items())
-                lines.append(f"   evidence: {shown}")
+                lines.append(
+                    textwrap.fill(
+                        f"evidence: {shown}", 92, initial_indent="   ", subsequent_indent="     "
+                    )
+                )
         return "\n".join(lines)
 
 

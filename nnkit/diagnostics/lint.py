@@ -192,8 +192,7 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
                     mean=float(data.mean()),
                 )
             )
-            continue
-        if columns.shape[1] >= 2 and np.all(columns == columns[:, :1]):
+        elif columns.shape[1] >= 2 and np.all(columns == columns[:, :1]):
             found.append(
                 finding(
                     "bad_init",
@@ -204,23 +203,23 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
                     units=int(columns.shape[1]),
                 )
             )
-            continue
-        rms = float(np.sqrt(np.mean(np.square(data, dtype=np.float64))))
-        scale = rms * float(np.sqrt(fan_in))
-        if data.size >= 4 and (scale > 10 or 0 < scale < 0.01):
-            found.append(
-                finding(
-                    "bad_init",
-                    where,
-                    f"the weights of {type(module).__name__} {where!r} have a root mean square "
-                    f"of {rms:.3g}, {scale:.3g} times 1/sqrt(fan_in) = "
-                    f"{1 / np.sqrt(fan_in):.3g}; so far from it, activations "
-                    f"{'explode or saturate' if scale > 10 else 'shrink to nothing'} layer by "
-                    "layer. Use nnkit's default initialisation (He for ReLU, Xavier for tanh)",
-                    rms=rms,
-                    relative_scale=scale,
+        else:
+            rms = float(np.sqrt(np.mean(np.square(data, dtype=np.float64))))
+            scale = rms * float(np.sqrt(fan_in))
+            if data.size >= 4 and (scale > 10 or 0 < scale < 0.01):
+                found.append(
+                    finding(
+                        "bad_init",
+                        where,
+                        f"the weights of {type(module).__name__} {where!r} have a root mean square "
+                        f"of {rms:.3g}, {scale:.3g} times 1/sqrt(fan_in) = "
+                        f"{1 / np.sqrt(fan_in):.3g}; so far from it, activations "
+                        f"{'explode or saturate' if scale > 10 else 'shrink to nothing'} layer by "
+                        "layer. Use nnkit's default initialisation (He for ReLU, Xavier for tanh)",
+                        rms=rms,
+                        relative_scale=scale,
+                    )
                 )
-            )
         if getattr(module, "bias", "absent") is None and not _normalised_next(order, index):
             found.append(
                 finding(
