@@ -236,7 +236,6 @@ def fit(
     modes = _modes(model)
     if not model.training:
         model.train()
-    training_modes = _modes(model)
     epoch = 0
     interrupt: KeyboardInterrupt | None = None
     try:
@@ -247,7 +246,6 @@ def fit(
                 callback.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             start = time.perf_counter()
-            _restore_modes(training_modes)
             logs = _train_epoch(
                 model, loss_fn, optimizer, loader, metric_fns, callbacks, progress, train_step
             )
@@ -268,6 +266,8 @@ def fit(
     finally:
         progress.close()
         _restore_modes(modes)
+        for callback in callbacks:
+            callback._release()
     last = {key: values[-1] for key, values in history.history.items()}
     for callback in callbacks:
         callback.on_train_end(dict(last))

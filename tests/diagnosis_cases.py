@@ -183,9 +183,13 @@ def _saturated_tanh() -> Setup:
 
 
 def _identical_units() -> Setup:
+    """Every hidden unit starts with the same weights, and the next layer treats them alike:
+    they get the same gradients and stay copies of each other."""
     model = mlp(hidden=16)
-    column = rng(3).normal(0, 0.5, size=(2, 1))
-    model[0].weight.data[...] = np.repeat(column, 16, axis=1)
+    g = rng(3)
+    model[0].weight.data[...] = np.repeat(g.normal(0, 0.5, size=(2, 1)), 16, axis=1)
+    model[2].weight.data[...] = np.repeat(g.normal(0, 0.5, size=(1, 16)), 16, axis=0)
+    model[4].weight.data[...] = np.repeat(g.normal(0, 0.5, size=(1, 3)), 16, axis=0)
     return classify(model, *spirals_data())
 
 

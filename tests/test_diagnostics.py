@@ -155,3 +155,44 @@ def test_diagnose_checks_its_arguments() -> None:
         nnkit.diagnose(mlp(), nnkit.CrossEntropyLoss(), X, y[:3])
     with pytest.raises(ValueError, match="steps"):
         nnkit.diagnose(mlp(), nnkit.CrossEntropyLoss(), X, y, steps=1)
+
+
+def test_a_monitor_is_detached_when_fit_raises_and_copies_never_run_the_original() -> None:
+    class Boom(nnkit.callbacks.Callback):
+        def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+            raise RuntimeError("boom")
+
+    X, y = spirals_data()
+    model = mlp()
+    with pytest.raises(RuntimeError, match="boom"):
+        nnkit.fit(model, nnkit.CrossEntropyLoss(), Adam(model.parameters()), X, y, epochs=1,
+                  callbacks=[HealthMonitor(), Boom()], verbose=0)  # fmt: skip
+    assert all("forward" not in vars(m) for m in model.modules())
+    monitor = HealthMonitor()
+    monitor.attach(model)
+    clone = copy.deepcopy(model)  # while traced
+    monitor.detach()
+    clone[0].weight.data += 1.0
+    assert not np.array_equal(clone(X), model(X))  # the copy runs its own weights
+
+
+def test_a_callback_that_freezes_a_layer_is_obeyed() -> None:
+    from stateful_layers import Center
+
+    class Freeze(nnkit.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int) -> None:
+            if epoch == 1:
+                self.model[1].eval()
+
+    X, y = spirals_data()
+    model = nnkit.Sequential(nnkit.Dense(2, 4), Center(4), nnkit.Dense(4, 3))
+    nnkit.fit(model, nnkit.CrossEntropyLoss(), Adam(model.parameters()), X, y, epochs=3,
+              batch_size=len(X), callbacks=[Freeze()], verbose=0)  # fmt: skip
+    assert int(model[1].steps.data) == 1  # counted in epoch 0 only
+
+
+def test_lint_does_not_flag_zero_initialised_output_layers() -> None:
+    X, y = spirals_data()
+    model = mlp()
+    model[4].weight.data[...] = 0.0  # a common choice: the symmetry breaks after one step
+    assert lint(model, nnkit.CrossEntropyLoss(), X, y) == []

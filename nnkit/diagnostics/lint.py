@@ -66,10 +66,15 @@ def _takes_indices(module: Module | None) -> bool:
     return module is not None and "Embedding" in type(module).__name__
 
 
+SAMPLE_ROWS = 4096
+"""The data checks read at most this many rows, evenly spaced (and a bounded copy)."""
+
+
 def _data_findings(X: np.ndarray) -> list[Finding]:
     found: list[Finding] = []
     if len(X) < 2:
         return found
+    X = X[:: max(1, len(X) // SAMPLE_ROWS)][:SAMPLE_ROWS]
     flat = X.reshape(len(X), -1).astype(np.float64)
     mean, std = flat.mean(axis=0), flat.std(axis=0)
     tabular = X.ndim == 2
@@ -187,12 +192,14 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
                     f"every weight of {type(module).__name__} {where!r} is {sign} (as "
                     "np.random.rand gives), so all its units move together and the layer "
                     "cannot form differences; initialise around zero (nnkit's default, or "
-                    "nnkit.init.xavier_uniform / he_normal with an rng)",
+                    "Dense(..., weight_init='xavier_uniform' or 'he_normal'))",
                     sign=sign,
                     mean=float(data.mean()),
                 )
             )
-        elif columns.shape[1] >= 2 and np.all(columns == columns[:, :1]):
+        elif columns.shape[1] >= 2 and np.all(columns == columns[:, :1]) and _symmetric_next(
+            order, index
+        ):
             found.append(
                 finding(
                     "bad_init",
@@ -215,7 +222,8 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
                         f"of {rms:.3g}, {scale:.3g} times 1/sqrt(fan_in) = "
                         f"{1 / np.sqrt(fan_in):.3g}; so far from it, activations "
                         f"{'explode or saturate' if scale > 10 else 'shrink to nothing'} layer by "
-                        "layer. Use nnkit's default initialisation (He for ReLU, Xavier for tanh)",
+                        "layer. Use nnkit's default initialisation (PyTorch's "
+                        "U(+-1/sqrt(fan_in))) or weight_init='he_normal' / 'xavier_normal'",
                         rms=rms,
                         relative_scale=scale,
                     )
@@ -234,11 +242,27 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
 
 
 def _normalised_next(order: list[tuple[str, Module]], index: int) -> bool:
-    """Whether the module after ``index`` is a normalisation with its own shift."""
+    """Whether the module after ``index`` adds a shift of its own: a 1-D parameter (a bias, a
+    normalisation's beta) or a floating buffer (a running mean)."""
     if index + 1 >= len(order):
         return False
     following = order[index + 1][1]
-    return "Norm" in type(following).__name__
+    return any(p.data.ndim == 1 for p in following.parameters()) or any(
+        b.dtype.kind == "f" for b in following.buffers()
+    )
+
+
+def _symmetric_next(order: list[tuple[str, Module]], index: int) -> bool:
+    """Whether the next layer with weights treats the units of layer ``index`` alike (its
+    weights from them are identical), so that identical units get identical gradients and
+    the symmetry is never broken. A layer whose successors differ (a zero-initialised output
+    layer, the last layer of a residual branch) learns apart after one step."""
+    for _, module in order[index + 1 :]:
+        data = getattr(getattr(module, "weight", None), "data", None)
+        if isinstance(data, np.ndarray) and data.ndim >= 2:
+            _, columns = _weight_layout(module, data)
+            return bool(np.all(columns == columns[:1, :]))
+    return False
 
 
 def _loss_findings(

@@ -107,9 +107,9 @@ class HealthMonitor(Callback):
     fraction of saturated units (in the flat region, ``y < 0.01`` or
     ``> 0.99`` for a sigmoid, ``|y| > 0.99`` for a tanh, on more than 2/3 of the samples).
     Per parameter: the gradient norm (mean over the epoch's steps) and the update-to-parameter
-    ratio ``|delta p| / |p|`` of the epoch's first step. Per layer with weights: the RMS of
-    the gradient reaching its output, whose fall or rise from the last layer to the first is
-    a vanishing or exploding gradient. And the first module, pass (forward or
+    ratio ``|delta p| / |p|`` of the epoch's first step. Per layer with weights: the norm per
+    sample of the gradient reaching its output, whose fall or rise from the last layer to the
+    first is a vanishing or exploding gradient. And the first module, pass (forward or
     backward), epoch and step where a NaN or inf appeared.
 
     Use it as a ``fit`` callback, ``fit(..., callbacks=[monitor])``, or from a hand-written
@@ -137,7 +137,7 @@ class HealthMonitor(Callback):
         self._ratios: dict[str, float] = {}
         self._losses: list[float] = []
         self._order: list[str] = []  # leaf modules in the order their forwards first ran
-        self._deltas: dict[str, float] = {}  # summed RMS of dL/doutput of weighted layers
+        self._deltas: dict[str, float] = {}  # summed per-sample norm of dL/doutput
         self._delta_counts: dict[str, int] = {}
 
     # -- attaching ---------------------------------------------------------------------------
@@ -161,9 +161,9 @@ class HealthMonitor(Callback):
         def on_backward(name: str, module: Module, grads: tuple[Any, ...], result: Any) -> None:
             if id(module) in weighted and grads and isinstance(grads[0], np.ndarray):
                 g = grads[0]
-                if g.size and finite(g):
-                    rms = float(np.sqrt(np.mean(np.square(g, dtype=np.float64))))
-                    self._deltas[name] = self._deltas.get(name, 0.0) + rms
+                if g.size and g.ndim and finite(g):  # the norm per sample: width-independent
+                    norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64)) / len(g)))
+                    self._deltas[name] = self._deltas.get(name, 0.0) + norm
                     self._delta_counts[name] = self._delta_counts.get(name, 0) + 1
             if self.nonfinite is not None or not all(finite(g) for g in grads):
                 return
@@ -231,6 +231,9 @@ class HealthMonitor(Callback):
     def on_train_end(self, logs: Logs) -> None:
         self.detach()
 
+    def _release(self) -> None:
+        self.detach()
+
     # -- findings ----------------------------------------------------------------------------
     def findings(self) -> list[Finding]:
         """What the recorded statistics say (see docs/why-wont-it-learn.md for each code)."""
@@ -289,9 +292,10 @@ class HealthMonitor(Callback):
                             "dead_units",
                             name,
                             f"{dead:.0%} of the units of ReLU {name!r} are never active on the "
-                            "data, so they pass no gradient; lower the learning rate, "
-                            "initialise the layer before it with he_normal (nnkit's Dense "
-                            "default) and biases near 0, or use LeakyReLU",
+                            "data, so they pass no gradient; lower the learning rate, give the "
+                            "layer before it biases near 0 and a zero-mean initialisation "
+                            "(nnkit's default, or Dense(..., weight_init='he_normal')), or use "
+                            "LeakyReLU",
                             dead_fraction=dead,
                         )
                     )
@@ -377,8 +381,8 @@ def _has_weight(module: Module) -> bool:
 
 
 def _gradient_findings(model: Module | None, record: dict[str, Any]) -> list[Finding]:
-    """Vanishing or exploding gradients: the RMS of dL/d(output) of the layers with weights,
-    in forward order, compared between the first such layer and the last."""
+    """Vanishing or exploding gradients: the per-sample norm of dL/d(output) of the layers
+    with weights, in forward order, compared between the first such layer and the last."""
     deltas = list(record.get("output_gradients", {}).items())
     if model is None or len(deltas) < 3:
         return []
@@ -390,7 +394,7 @@ def _gradient_findings(model: Module | None, record: dict[str, Any]) -> list[Fin
         "first": first,
         "last": last,
         "first_to_last": ratio,
-        "output_gradient_rms": [g for _, g in deltas],
+        "output_gradient_norms": [g for _, g in deltas],
     }
     if ratio < 1 / GRADIENT_SPAN:
         return [
@@ -400,7 +404,8 @@ def _gradient_findings(model: Module | None, record: dict[str, Any]) -> list[Fin
                 f"the gradient reaching layer {first!r} is {1 / ratio:.2g}x smaller than the "
                 f"one reaching {last!r}: it shrinks layer by layer on the way back, so the "
                 "first layers barely learn; use ReLU instead of sigmoid/tanh in hidden layers, "
-                "a He/Xavier initialisation, fewer layers, or residual connections",
+                "weight_init='xavier_normal' (tanh) or 'he_normal' (ReLU), fewer layers, or "
+                "residual connections",
                 **evidence,
             )
         ]
@@ -411,7 +416,8 @@ def _gradient_findings(model: Module | None, record: dict[str, Any]) -> list[Fin
                 first,
                 f"the gradient reaching layer {first!r} is {ratio:.2g}x larger than the one "
                 f"reaching {last!r}: it grows layer by layer on the way back; use a smaller "
-                "initialisation (nnkit's default He/Xavier), normalisation layers, or "
+                "initialisation (nnkit's default, PyTorch's U(+-1/sqrt(fan_in))), "
+                "normalisation layers, or "
                 "gradient clipping (nnkit.optim.clip_grad_norm_ in a train_step)",
                 **evidence,
             )

@@ -2,9 +2,10 @@
 
 The tracer replaces ``forward``, ``backward`` and ``accumulate_grad`` of each module by
 instance attributes that call the original and then report what went in and came out;
-:meth:`Tracer.close` puts the originals back. Containers call their children through these
-attributes, so every module of the tree is seen, in execution order, with the dotted name
-it has in the model.
+:meth:`Tracer.close` puts the originals back. A deep copy of a traced module leaves the
+patches out (``Module.__getstate__``), so the copy runs its own methods. Containers call
+their children through these attributes, so every module of the tree is seen, in execution
+order, with the dotted name it has in the model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from nnkit.module import Module
 
 __all__ = ["Tracer", "finite"]
+
+_MISSING = object()
 
 ForwardHook = Callable[[str, Module, tuple[Any, ...], Any], None]
 BackwardHook = Callable[[str, Module, tuple[Any, ...], Any], None]
@@ -45,7 +48,7 @@ class Tracer:
     ) -> None:
         self.stack: list[str] = []
         self.failed_in: tuple[str, str] | None = None  # (name, "forward" or "backward")
-        self._patched: list[Module] = []
+        self._saved: list[tuple[Module, str, Any]] = []  # what each patch replaced
         for name, module in model.named_modules():
             self._patch(name or "model", module, on_forward, on_backward)
 
@@ -97,21 +100,27 @@ class Tracer:
             if on_backward is not None:
                 on_backward(name, module, grads, None)
 
-        module.forward = traced_forward  # type: ignore[method-assign]
-        module.backward = traced_backward  # type: ignore[method-assign]
-        module.accumulate_grad = traced_accumulate  # type: ignore[method-assign]
-        self._patched.append(module)
+        for attr, traced in (
+            ("forward", traced_forward),
+            ("backward", traced_backward),
+            ("accumulate_grad", traced_accumulate),
+        ):
+            self._saved.append((module, attr, module.__dict__.get(attr, _MISSING)))
+            traced.__dict__["_nnkit_traced"] = True  # Module.__getstate__ leaves it out
+            setattr(module, attr, traced)
 
     def _mark(self, name: str, where: str) -> None:
         if self.failed_in is None:  # the innermost module marks first
             self.failed_in = (name, where)
 
     def close(self) -> None:
-        """Put every module's own methods back."""
-        for module in self._patched:
-            for attr in ("forward", "backward", "accumulate_grad"):
+        """Put back what each patch replaced (the class's method, or an outer tracer's)."""
+        for module, attr, previous in reversed(self._saved):
+            if previous is _MISSING:
                 module.__dict__.pop(attr, None)
-        self._patched.clear()
+            else:
+                setattr(module, attr, previous)
+        self._saved.clear()
 
     def __enter__(self) -> Tracer:
         return self

@@ -162,7 +162,7 @@ def load_checkpoint(
     # Restore: the weights first (load_state_dict checks them all before assigning any), then
     # the optimizer and scheduler, putting back the earlier states, weights included, on failure.
     restored: list[tuple[str, Stateful, Any]] = [("model", model, model.state_dict())]
-    assign_weights(model, weights, source.path)
+    assign_weights(model, weights, source.path, header["version"])
     if generators:  # a file saved before generator states were kept has none
         model_generators = _Generators(model)
         restored.append(("model's generators", model_generators, model_generators.state_dict()))

@@ -15,7 +15,13 @@ from nnkit.serialization.architecture import (
     parse_architecture,
     upgrade_v1,
 )
-from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
+from nnkit.serialization.archive import (
+    FORMAT_VERSION,
+    PathLike,
+    new_header,
+    read_file,
+    write_archive,
+)
 from nnkit.serialization.errors import CorruptFileError, SerializationError, StateMismatchError
 from nnkit.serialization.tree import Array, ArraySink, ArraySource, decode, encode
 
@@ -98,7 +104,7 @@ def load(path: PathLike) -> Module:
             and array.dtype.kind == "f"
         ):
             member.astype(array.dtype)
-    assign_weights(model, weights, source.path)
+    assign_weights(model, weights, source.path, header["version"])
     assign_generators(model, generators, source.path)
     return model
 
@@ -137,7 +143,7 @@ def load_weights(path: PathLike, model: Module | None = None) -> dict[str, Array
     header, source = read_file(path, ("weights", "model", "checkpoint"))
     weights = decode_weights(header["weights"], source)
     if model is not None:
-        assign_weights(model, weights, source.path)
+        assign_weights(model, weights, source.path, header["version"])
     return weights
 
 
@@ -195,9 +201,23 @@ def assign_generators(model: Module, states: Mapping[str, Any], path: str) -> No
         raise StateMismatchError(f"the generator states in {path} do not fit: {exc}") from exc
 
 
-def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> None:
-    """``model.load_state_dict(weights)``: all or nothing, a mismatch as StateMismatchError."""
+def assign_weights(
+    model: Module, weights: Mapping[str, Array], path: str, version: int = FORMAT_VERSION
+) -> None:
+    """``model.load_state_dict(weights)``: all or nothing, a mismatch as StateMismatchError.
+
+    A file of format version 1 predates buffers: the model's buffers that it lacks keep their
+    values (every parameter must still be there)."""
     try:
+        if version == 1:
+            buffers = {name for name, _ in model.named_buffers()}
+            missing = [name for name in model.state_dict() if name not in weights]
+            if missing and all(name in buffers for name in missing):
+                unexpected = [name for name in weights if name not in model.state_dict()]
+                if unexpected:
+                    raise ValueError(f"unexpected keys: {', '.join(unexpected)}")
+                model.load_state_dict(weights, strict=False)
+                return
         model.load_state_dict(weights)
     except ValueError as exc:
         raise StateMismatchError(f"the weights in {path} do not fit: {exc}") from exc
