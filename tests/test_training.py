@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tolerance import FLOAT32_RTOL, assert_close_float32
 
 import nnkit
 from nnkit.callbacks import Callback, EarlyStopping
@@ -138,7 +139,7 @@ def test_epoch_loss_is_the_sample_weighted_mean_of_batch_losses(n: int, batch_si
     expected = sum(s * loss for s, loss in zip(sizes, batch_losses, strict=True)) / n
     assert history.history["loss"] == [pytest.approx(expected, rel=1e-12)]
     # with lr = 0 the weights never move: the epoch loss is the loss over all samples
-    assert history.history["loss"][0] == pytest.approx(before, rel=1e-5)
+    assert history.history["loss"][0] == pytest.approx(before, rel=FLOAT32_RTOL)
 
 
 def test_zero_epochs_trains_nothing() -> None:
@@ -526,7 +527,8 @@ def test_predict_equals_the_eval_forward_and_restores_mode() -> None:
     model.train()
     for batch_size in (1, 7, 50, 64):
         out = predict(model, X, batch_size=batch_size)
-        assert out.shape == (50, 3) and np.allclose(out, expected, rtol=1e-6)
+        assert out.shape == (50, 3)
+        assert_close_float32(out, expected)  # other batch sizes may run other BLAS kernels
         assert all(modes(model))
 
 
@@ -564,7 +566,7 @@ def test_evaluate_does_not_depend_on_batch_size(batch_size: int) -> None:
     result = evaluate(model, loss_fn, X, y, batch_size=batch_size, metrics=("accuracy",))
     pred = model(X)
     assert list(result) == ["loss", "accuracy"]
-    assert result["loss"] == pytest.approx(loss_fn(pred, y), rel=1e-5)
+    assert result["loss"] == pytest.approx(loss_fn(pred, y), rel=FLOAT32_RTOL)
     assert result["accuracy"] == pytest.approx(np.mean(pred.argmax(1) == y), abs=1e-12)
 
 
