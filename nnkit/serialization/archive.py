@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import itertools
 import json
 import math
 import os
 import re
 import secrets
+import stat
 import struct
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, NamedTuple
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from nnkit.serialization.errors import (
     CorruptFileError,
@@ -52,6 +59,7 @@ __all__ = [
     "folder_error",
     "read_archive",
     "read_file",
+    "temp_prefix",
     "weight_specs",
     "write_archive",
 ]
@@ -82,40 +90,129 @@ _READ_ERRORS = (
 
 
 # -- writing ---------------------------------------------------------------------------------
+_TEMP_PREFIX = ".nnkit-"
+_TEMP_SUFFIX = ".tmp"
+_RENAME_WHILE_OPEN = os.name == "posix"  # Windows cannot rename a file that is open
+
+
+def temp_prefix(path: PathLike) -> str:
+    """The start of the name of every temporary file a save to ``path`` writes (in the same
+    folder): ``.nnkit-`` and 8 hex digits of a hash of the target's name. The full name adds
+    8 random hex digits and ``.tmp``: 28 bytes whatever the target's name, so a target name
+    of up to 255 bytes can be saved, and a save can find the leftovers of earlier ones."""
+    name = os.path.basename(os.fspath(path)).encode("utf-8", "surrogateescape")
+    return f"{_TEMP_PREFIX}{hashlib.sha256(name).hexdigest()[:8]}-"
+
+
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(file)`` on a new temporary file next to ``path``, then rename it to ``path``.
 
     The temporary file is flushed and fsynced before ``os.replace`` puts it in place, so
     ``path`` holds either its old content or the complete new one, never a partial file. On
-    any error the temporary file is removed and ``path`` is left as it was.
+    any error the temporary file is removed and ``path`` is left as it was. A save killed
+    before it could remove its temporary file (SIGKILL, a power cut) leaves it behind; the
+    next save to the same path removes it. On POSIX each save holds an exclusive ``flock``
+    on its temporary file until the rename, so only files that no running save holds are
+    removed; elsewhere an open file cannot be removed at all.
+
+    Errors name ``path``, never the temporary file: a missing folder is FileNotFoundError
+    (NotADirectoryError for a file), a folder without write permission PermissionError.
     """
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
-    base = os.path.basename(target)
+    prefix = temp_prefix(target)
+    _remove_stale(directory, prefix)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        temp = os.path.join(directory, f"{prefix}{secrets.token_hex(4)}{_TEMP_SUFFIX}")
         try:
             fd = os.open(temp, flags, 0o666)  # the umask applies, as for open(path, "wb")
             break
-        except FileExistsError:  # pragma: no cover - a 48-bit random name collided
+        except FileExistsError:  # pragma: no cover - a 32-bit random name collided
             continue
         except (FileNotFoundError, NotADirectoryError):
             error = folder_error(target, f"cannot save {target}")
             if error is None:  # pragma: no cover - the folder appeared since os.open failed
                 raise
             raise error from None  # not the temporary file's name, which means nothing to users
+        except OSError as exc:
+            folder = os.path.dirname(target) or os.getcwd()
+            advice = "make the folder writable, or save elsewhere"
+            raise _renamed(
+                exc,
+                f"cannot save {target}: {exc.strerror} when creating a file in the folder "
+                f"{folder!r} (a save writes a temporary file there, then renames it); "
+                + (advice if isinstance(exc, PermissionError) else "save elsewhere"),
+            ) from None
     try:
         with os.fdopen(fd, "wb") as file:
+            _hold(fd)
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, target)
+            if _RENAME_WHILE_OPEN:  # still holding the lock: no other save removes it first
+                _replace(temp, target)
+        if not _RENAME_WHILE_OPEN:  # pragma: no cover - Windows
+            _replace(temp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+
+
+def _replace(temp: str, target: str) -> None:
+    """``os.replace(temp, target)``, an error naming the target only."""
+    try:
+        os.replace(temp, target)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise _renamed(exc, f"cannot save {target}: {exc.strerror}") from None
+
+
+def _renamed(exc: OSError, message: str) -> OSError:
+    """An OSError of the same type and errno as ``exc`` with ``message`` (which names the
+    target, not the temporary file that ``exc`` names)."""
+    return OSError(exc.errno, message) if exc.errno is not None else exc
+
+
+def _hold(fd: int) -> None:
+    """Take an exclusive flock on our temporary file, where the OS has flock; a filesystem
+    that refuses locks (some network ones) only means stale files are left alone."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _remove_stale(directory: str, prefix: str) -> None:
+    """Remove the temporary files of earlier saves to the same target that no save holds."""
+    try:
+        names = [
+            entry.name
+            for entry in os.scandir(directory)
+            if entry.name.startswith(prefix) and entry.name.endswith(_TEMP_SUFFIX)
+        ]
+    except OSError:  # a missing or unreadable folder: the save itself reports it
+        return
+    for name in names:
+        stale = os.path.join(directory, name)
+        if fcntl is None:  # pragma: no cover - Windows: a file in use cannot be removed
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
+            continue
+        try:
+            fd = os.open(stale, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a save in progress: skip
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.unlink(stale)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def folder_error(path: PathLike, doing: str) -> OSError | None:
