@@ -225,3 +225,101 @@ def test_the_schema_is_checked_before_the_arrays_are_read(tmp_path: Path) -> Non
     peak, raised = peak_bytes(ser.load, path)
     assert isinstance(raised, ser.SerializationError) and "nnkit.load_weights" in str(raised)
     assert peak < path.stat().st_size // 4
+
+
+# -- architectures that ask for more than the file holds --------------------------------------
+
+
+@ser.register_module(name="test_hostile_files.Block")
+class Block(nnkit.Module):
+    """A custom block that builds its own layers from its config."""
+
+    def __init__(self, features: int = 3) -> None:
+        super().__init__()
+        self.features = features
+        self.inner = nnkit.Dense(features, 2 * features)
+        self.outer = nnkit.Dense(2 * features, features)
+
+    def get_config(self) -> dict[str, int]:
+        return {"features": self.features}
+
+
+def tied_model() -> nnkit.Module:
+    first, second = nnkit.Dense(3, 3), nnkit.Dense(3, 3)
+    second.weight = first.weight
+    return nnkit.Sequential(first, nnkit.Tanh(), nnkit.Sequential(second))
+
+
+def check_sizes(path: Path) -> None:
+    """What nnkit.load is to run between reading the file and building the model."""
+    from nnkit.serialization.architecture import parse_architecture
+    from nnkit.serialization.limits import check_parameter_sizes
+    from nnkit.serialization.model import decode_weights
+
+    header, source = archive.read_file(path, ("model",))
+    plan = parse_architecture(header["architecture"], source)
+    weights = decode_weights(header["weights"], source)
+    check_parameter_sizes(plan, weights, header["tied"], source.path)
+
+
+def edit_architecture(path: Path, edit: object) -> None:
+    """Rewrite the header of the model file at ``path`` with ``edit(architecture)``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        items = {name: z.read(name) for name in z.namelist()}
+    header = json.loads(items["header.json"])
+    edit(header["architecture"])  # type: ignore[operator]
+    items["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in items.items():
+            z.writestr(name, data)
+
+
+def config(index: int, **changes: object) -> object:
+    return lambda arch: arch["children"][index][1]["config"].update(changes)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nnkit.Sequential(nnkit.Dense(3, 4), nnkit.Tanh(), nnkit.Dense(4, 2, bias=False)),
+        tied_model,
+        lambda: nnkit.Sequential(Block(3), nnkit.ReLU(), nnkit.Sequential(nnkit.Dense(3, 1))),
+        lambda: nnkit.Dense(2, 2),
+    ],
+    ids=["plain", "tied", "nested-custom", "bare-layer"],
+)
+def test_a_file_whose_layers_fit_its_weights_passes_the_size_check(
+    make: object, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.npz"
+    ser.save(make(), path)  # type: ignore[operator]
+    check_sizes(path)
+    ser.load(path)
+
+
+SIZE_FAULTS = [
+    ("huge-dense", config(0, in_features=20000, out_features=20000),
+     r"module '0' as a Dense whose weight has shape \(20000, 20000\) \(400,000,000 values\), "
+     r"but the file holds '0\.weight' of shape \(3, 4\)"),
+    ("huge-output", config(2, out_features=10**9), r"'2\.weight' of shape \(4, 2\)"),
+    ("bias-added", config(2, bias=True), r"holds no '2\.bias'"),
+    ("layer-added", lambda arch: arch["children"].append(
+        ["3", {"class": "Dense", "config": {"in_features": 2, "out_features": 10**6},
+               "training": True, "children": []}]), r"holds no '3\.weight'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"), [f[1:] for f in SIZE_FAULTS], ids=[f[0] for f in SIZE_FAULTS]
+)
+def test_an_architecture_larger_than_its_weights_is_refused_before_building(
+    edit: object, match: str, tmp_path: Path
+) -> None:
+    """Dense(20000, 20000) in a 1.9 KB file allocated 6.1 GB in nnkit.load before failing."""
+    path = tmp_path / "m.npz"
+    ser.save(nnkit.Sequential(nnkit.Dense(3, 4), nnkit.Tanh(), nnkit.Dense(4, 2, bias=False)), path)
+    edit_architecture(path, edit)
+    with pytest.raises(ser.CorruptFileError, match=match):
+        check_sizes(path)
