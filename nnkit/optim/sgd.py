@@ -66,6 +66,7 @@ class SGD(Optimizer):
 
     def _check_group(self, group: ParamGroup) -> None:
         self._check_nonnegative(group, "lr", "momentum", "dampening", "weight_decay")
+        self._check_flags(group, "nesterov", "maximize")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires momentum > 0 and dampening = 0, got "

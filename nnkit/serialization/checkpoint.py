@@ -61,6 +61,8 @@ def save_checkpoint(
         raise TypeError(f"save_checkpoint model= takes an nnkit Module, got {type(model).__name__}")
     if epoch is not None and (type(epoch) is not int):
         raise TypeError(f"epoch must be an int or None, got {epoch!r}")
+    if epoch is not None and epoch < 0:
+        raise ValueError(f"epoch must be >= 0 (epochs count from 0), got {epoch}")
     if rng is not None:
         as_generator(rng)  # only checks its type
     sink = ArraySink()
@@ -125,8 +127,8 @@ def load_checkpoint(
     saved_rng = decode(header["rng"], source, "the rng state")
     extra = decode(header["extra"], source, "extra")
     epoch = header["epoch"]
-    if epoch is not None and type(epoch) is not int:
-        raise CorruptFileError(f"{source.path}: the epoch {epoch!r} is not an int or null")
+    if epoch is not None and (type(epoch) is not int or epoch < 0):
+        raise CorruptFileError(f"{source.path}: the epoch {epoch!r} is not an int >= 0 or null")
     source.check_all_taken()
 
     # Check what can be checked without changing anything.
