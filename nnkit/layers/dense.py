@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from nnkit import init
-from nnkit._checks import as_generator
+from nnkit._checks import as_generator, check_bool
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
@@ -26,6 +26,17 @@ _NAMED_INITIALIZERS: dict[str, Initializer] = {
     "he_uniform": lambda shape, rng: init.kaiming_uniform(shape, rng, nonlinearity="relu"),
     "he_normal": lambda shape, rng: init.kaiming_normal(shape, rng, nonlinearity="relu"),
 }
+
+
+def _float_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    """``dtype`` as a NumPy floating dtype, or a TypeError naming it."""
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:
+        kind = None
+    if kind is None or kind.kind != "f":
+        raise TypeError(f"Dense dtype must be a floating dtype such as 'float32', got {dtype!r}")
+    return kind
 
 
 class Dense(Module):
@@ -71,18 +82,43 @@ class Dense(Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Dense {name} must be a positive integer, got {value!r}")
+        check_bool("Dense bias", bias)
         if isinstance(weight_init, str) and weight_init not in _NAMED_INITIALIZERS:
             raise ValueError(
                 f"unknown weight_init {weight_init!r}; expected one of "
                 f"{', '.join(_NAMED_INITIALIZERS)} or a callable (shape, rng) -> array"
             )
+        if not (weight_init is None or isinstance(weight_init, str) or callable(weight_init)):
+            raise TypeError(
+                f"weight_init must be None, a name or a callable (shape, rng) -> array, got "
+                f"{weight_init!r}"
+            )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.weight_init = weight_init
-        self.weight = Parameter(np.zeros((self.in_features, self.out_features)), dtype=dtype)
-        self.bias = Parameter(np.zeros(self.out_features), dtype=dtype) if bias else None
+        kind = _float_dtype(dtype)
+        self.weight = Parameter(self._allocate((self.in_features, self.out_features), kind))
+        self.bias = Parameter(self._allocate((self.out_features,), kind)) if bias else None
         self._x: Array | None = None
         self.reset_parameters(rng)
+
+    def _allocate(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+        """Zeros of ``shape``, or an error that says which layer is too large and by how much."""
+        count = math.prod(shape)
+        size = f"{count:,} values ({count * dtype.itemsize / 2**30:,.1f} GiB of {dtype})"
+        where = f"Dense(in_features={self.in_features}, out_features={self.out_features})"
+        if count * dtype.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(
+                f"{where} would need an array of shape {shape}: {size}, more than this "
+                "platform can address; check in_features and out_features"
+            )
+        try:
+            return np.zeros(shape, dtype=dtype)
+        except MemoryError:
+            raise MemoryError(
+                f"{where} needs an array of shape {shape}: {size}, more memory than is free; "
+                "check in_features and out_features"
+            ) from None
 
     def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
         """Draw fresh initial values (see the class docstring)."""
