@@ -338,3 +338,30 @@ def test_dense_rng_must_be_a_generator() -> None:
 def test_pos_weight_must_match_classes() -> None:
     with pytest.raises(ValueError, match="one weight per class"):
         nnkit.BCEWithLogitsLoss(pos_weight=[1.0, 2.0])(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def _gradients(layer: nnkit.Module, x: np.ndarray, mutate: bool) -> list[np.ndarray]:
+    """dx and every parameter gradient of ``layer`` at ``x``; with ``mutate``, ``x`` is
+    doubled in place between forward and backward."""
+    y = layer(x)
+    if mutate:
+        x *= 2
+    dx = layer.backward(np.ones_like(y))
+    return [dx, *(p.grad.copy() for p in layer.parameters())]
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: nnkit.Dense(3, 2, rng=np.random.default_rng(0)), nnkit.GELU, nnkit.SiLU],
+    ids=["Dense", "GELU", "SiLU"],
+)  # fmt: skip
+def test_a_layer_keeps_its_input_uncopied_as_documented(make: Callable[[], nnkit.Module]) -> None:
+    """The documented rule (docs/architecture.md, the contract): a layer may keep its input
+    without a copy, so modifying the input in place before backward silently changes the
+    gradients. (For Dense the weight gradient is then that of the modified input.)"""
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    correct = _gradients(make(), x.copy(), mutate=False)
+    changed = x.copy()
+    silent = _gradients(make(), changed, mutate=True)
+    assert not all(np.allclose(a, b) for a, b in zip(silent, correct, strict=True))
+    if len(silent) > 1:  # Dense: dL/dweight = x.T @ dy with the doubled x
+        assert_close_float32(silent[1], changed.T @ np.ones((4, 2), np.float32))

@@ -52,6 +52,9 @@ class Dense(Module):
         dL/dbias   += sum(dy, axis=0)
         dL/dx       = dy @ weight.T
 
+    The input is cached as given, not copied (it is needed for ``dL/dweight``): do not modify
+    ``x`` in place between forward and backward (docs/architecture.md, the contract).
+
     Initialisation: by default PyTorch's ``nn.Linear`` scheme, weight and bias both drawn from
     U(-1/sqrt(in_features), 1/sqrt(in_features)). ``weight_init`` chooses another scheme for
     the weight, and the bias then starts at zero: a name (``"xavier_uniform"``,
