@@ -1,7 +1,9 @@
 """Numerically stable primitives shared by the layers and the losses.
 
-Every function here is finite for every finite input, in float32 and float64, and raises no
-overflow, invalid-value or divide-by-zero warning. The tricks:
+No function here overflows in an intermediate step: each is finite, with no overflow,
+invalid-value or divide-by-zero warning, for every finite input whose result fits the dtype
+(in float32 and float64; ``log_softmax`` of logits more than the dtype's maximum apart is
+``-inf``, as the exact value is beyond it). The tricks:
 
 - ``softplus(x) = log(1 + e^x)`` is ``np.logaddexp(0, x)``, which never forms ``e^x`` for
   large ``x``.
