@@ -45,6 +45,8 @@ class _CachedOutput(Module):
         y = self._y
         if y is None:
             raise self._no_cache_error()
+        if type(grad_out) is np.ndarray and grad_out.dtype is y.dtype and grad_out.shape == y.shape:
+            return y, grad_out  # the usual case, checked without a further call
         return y, self._grad_like(grad_out, y.shape, y.dtype)
 
 
@@ -76,7 +78,9 @@ class Sigmoid(_CachedOutput):
 
     def backward(self, grad_out: Array) -> Array:
         y, dy = self._cached(grad_out)
-        dx: Array = dy * y * (1 - y)
+        dx: Array = 1 - y  # dx = dy * y * (1 - y), in one new array
+        dx *= y
+        dx *= dy
         return dx
 
 

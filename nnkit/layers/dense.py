@@ -146,7 +146,9 @@ class Dense(Module):
             self.bias.data[...] = 0
 
     def forward(self, x: Array) -> Array:
-        x = as_float_array(x, self.weight.data.dtype)
+        weight = self.weight.data
+        if type(x) is not np.ndarray or x.dtype is not weight.dtype:  # else nothing to convert
+            x = as_float_array(x, weight.dtype)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) "
@@ -154,15 +156,16 @@ class Dense(Module):
             )
         self._x = x
         try:
-            y: Array = x @ self.weight.data
+            y: Array = x @ weight
         except ValueError:  # only a weight of the wrong shape gets here
             raise ValueError(
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) has a "
-                f"weight of shape {self.weight.data.shape}; a Parameter shared between layers "
+                f"weight of shape {weight.shape}; a Parameter shared between layers "
                 "(tied weights) must have the same shape in both"
             ) from None
-        if self.bias is not None:
-            y += self.bias.data
+        bias = self.bias
+        if bias is not None:
+            y += bias.data
         return y
 
     def backward(self, grad_out: Array) -> Array:
@@ -178,10 +181,14 @@ class Dense(Module):
         x = self._x
         if x is None:
             raise self._no_cache_error()
-        dy = self._grad_like(grad_out, (x.shape[0], self.out_features), x.dtype)
+        shape = (x.shape[0], self.out_features)
+        dy = grad_out
+        if type(dy) is not np.ndarray or dy.dtype is not x.dtype or dy.shape != shape:
+            dy = self._grad_like(grad_out, shape, x.dtype)  # converts, or says what is wrong
         self.weight.add_grad_matmul(x.T, dy)
-        if self.bias is not None:
-            self.bias.add_grad_sum(dy, axis=0)
+        bias = self.bias
+        if bias is not None:
+            bias.add_grad_sum(dy, axis=0)
         return dy
 
     def get_config(self) -> dict[str, Any]:

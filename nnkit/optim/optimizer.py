@@ -94,13 +94,14 @@ class Optimizer:
     # -- public API ------------------------------------------------------------------------------
     def step(self) -> None:
         """Update every parameter once, in place, from its current ``grad``."""
+        states, update = self.state, self._update  # looked up once: this loop is per step
         for group in self.param_groups:
             for param in group["params"]:
-                state = self.state.get(param)
+                state = states.get(param)
                 if state is None:
-                    state = self.state[param] = {"step": 0, **self._init_state(param, group)}
+                    state = states[param] = {"step": 0, **self._init_state(param, group)}
                 state["step"] += 1
-                self._update(param, state, group)
+                update(param, state, group)
 
     def zero_grad(self) -> None:
         """Reset the gradient of every parameter to zero, in place."""
