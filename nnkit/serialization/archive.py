@@ -8,8 +8,14 @@ Layout (an ordinary ``.npz`` file, so ``np.load(path)`` opens it with pickle dis
 
 Reading checks the container before anything is built from it: the zip structure and every
 CRC-32, a header of at most :data:`MAX_HEADER_BYTES` that is strict JSON, a known format and
-version, and for every array a plain numeric dtype (object dtypes, which need pickle, are
-refused before any of their bytes are read) and a size that matches its shape.
+version, entries inside the file that do not overlap, and for every array a strictly parsed
+``.npy`` header (at most :data:`MAX_NPY_HEADER_BYTES`) with a plain numeric dtype (object
+dtypes, which need pickle, are refused before any of their bytes are read) and a size that
+matches its shape; all of this before any array data is read, so a file cannot make the
+reader allocate more than its own size.
+
+Writing goes through :func:`atomic_write`: a temporary file next to the target, renamed over
+it once complete, whose short name lets the next save remove what a killed save left.
 """
 
 from __future__ import annotations
