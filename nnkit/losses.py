@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from nnkit import functional as F
+from nnkit._checks import check_real
 from nnkit.module import Array, as_float_array
 
 __all__ = [
@@ -144,9 +145,9 @@ class HuberLoss(Loss):
 
     def __init__(self, reduction: Reduction = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
-        if not delta > 0:
+        self.delta = check_real("HuberLoss delta", delta, finite=True)
+        if not self.delta > 0:
             raise ValueError(f"HuberLoss delta must be > 0, got {delta}")
-        self.delta = float(delta)
 
     def _forward(self, pred: Array, target: ArrayLike) -> Array:
         diff = pred - _same_shape("HuberLoss", pred, target)
@@ -203,12 +204,7 @@ class BCEWithLogitsLoss(Loss):
 
     def __init__(self, reduction: Reduction = "mean", pos_weight: ArrayLike | None = None) -> None:
         super().__init__(reduction)
-        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
-        if self.pos_weight is not None and self.pos_weight.ndim > 1:
-            raise ValueError(
-                f"pos_weight must be a scalar or 1-D (one weight per class), got shape "
-                f"{self.pos_weight.shape}"
-            )
+        self.pos_weight = None if pos_weight is None else _pos_weight(pos_weight)
 
     def _forward(self, pred: Array, target: ArrayLike) -> Array:
         t = _same_shape("BCEWithLogitsLoss", pred, target)
@@ -229,6 +225,23 @@ class BCEWithLogitsLoss(Loss):
     def get_config(self) -> dict[str, Any]:
         pos_weight = None if self.pos_weight is None else self.pos_weight.tolist()
         return {"reduction": self.reduction, "pos_weight": pos_weight}
+
+
+def _pos_weight(value: ArrayLike) -> Array:
+    """``pos_weight`` as a float64 array of at most one dimension, all finite."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf" or array.dtype.kind == "b":
+        raise TypeError(
+            f"pos_weight must be a number or a list of numbers (one per class), got {value!r}"
+        )
+    if array.ndim > 1:
+        raise ValueError(
+            f"pos_weight must be a scalar or 1-D (one weight per class), got shape {array.shape}"
+        )
+    weights: Array = array.astype(np.float64)
+    if not np.all(np.isfinite(weights)):
+        raise ValueError(f"pos_weight must be finite, got {value!r}")
+    return weights
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -267,8 +280,10 @@ def _class_targets(name: str, logits: Array, target: ArrayLike) -> Array:
 
 
 def _check_2d(name: str, pred: Array) -> None:
-    if pred.ndim != 2:
-        raise ValueError(f"{name} expects pred of shape (N, C), got {pred.shape}")
+    if pred.ndim != 2 or not pred.shape[1]:
+        raise ValueError(
+            f"{name} expects pred of shape (N, C) with C >= 1 class columns, got {pred.shape}"
+        )
 
 
 class CrossEntropyLoss(Loss):
@@ -287,9 +302,9 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, reduction: Reduction = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
+        self.label_smoothing = check_real("label_smoothing", label_smoothing)
+        if not 0.0 <= self.label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-        self.label_smoothing = float(label_smoothing)
 
     def _forward(self, pred: Array, target: ArrayLike) -> Array:
         _check_2d("CrossEntropyLoss", pred)

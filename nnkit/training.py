@@ -157,9 +157,10 @@ def fit(
             single one.
         shuffle: draw a new order of the samples every epoch.
         rng: the generator for the shuffling (None: a fresh unseeded one).
-        verbose: 0 silent; 1 a live progress bar per epoch when tqdm is installed (the
-            optional extra ``progress``: ``pip install ".[progress]"`` from the nnkit
-            checkout), else one line per epoch; 2 one line per epoch.
+        verbose: 0 silent; 1 (the default) a bounded report: on a terminal one live status
+            (a tqdm bar when tqdm is installed, the optional extra ``progress``, else one line
+            rewritten in place), elsewhere at most about 20 lines (every epoch up to 20,
+            else the first, every ceil(epochs/20)-th and the last); 2 one line per epoch.
         train_step: the step taken on every batch (see :class:`TrainStep`).
         on_interrupt: ``"raise"`` (re-raise a KeyboardInterrupt after cleaning up) or
             ``"return"`` (return the History of the complete epochs).
@@ -534,7 +535,8 @@ def _check_targets(metric_fns: dict[str, Metric], y: NDArray[Any], where: str) -
 def _check_verbose(verbose: int) -> int:
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(
-            f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got "
+            f"verbose must be 0 (silent), 1 (a bounded progress report) or 2 (one line per "
+            "epoch), got "
             f"{verbose!r}"
         )
     return int(verbose)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,11 +18,14 @@ from nnkit.serialization.architecture import (
 from nnkit.serialization.archive import (
     FORMAT_VERSION,
     PathLike,
+    WeightSpecs,
     new_header,
     read_file,
+    weight_specs,
     write_archive,
 )
 from nnkit.serialization.errors import CorruptFileError, SerializationError, StateMismatchError
+from nnkit.serialization.limits import check_parameter_sizes
 from nnkit.serialization.tree import Array, ArraySink, ArraySource, decode, encode
 
 __all__ = ["live_state", "load", "load_weights", "save", "save_weights"]
@@ -92,6 +95,7 @@ def load(path: PathLike) -> Module:
     ):
         raise CorruptFileError(f"{source.path}: the header's 'tied' entry is not a dict of names")
     source.check_all_taken()
+    check_parameter_sizes(plan, weights, tied, source.path)  # before any constructor runs
     model = build(plan)
     _tie(model, tied, source.path)
     members = model._state_members()
@@ -140,11 +144,20 @@ def load_weights(path: PathLike, model: Module | None = None) -> dict[str, Array
     """
     if model is not None:
         _check_model(model, "load_weights")
-    header, source = read_file(path, ("weights", "model", "checkpoint"))
+    expect = None if model is None else expected_weights(model)
+    header, source = read_file(path, ("weights", "model", "checkpoint"), expect_weights=expect)
     weights = decode_weights(header["weights"], source)
     if model is not None:
         assign_weights(model, weights, source.path, header["version"])
     return weights
+
+
+def expected_weights(model: Module) -> Callable[[dict[str, Any]], WeightSpecs | None]:
+    """For ``read_file``: the shapes and dtypes ``model`` expects, checked against the file's
+    ``.npy`` headers before any data is read (not for a format-1 file, which predates buffers
+    and is checked by ``assign_weights``)."""
+    specs = weight_specs(model._state_members().items())
+    return lambda header: None if header.get("version") == 1 else specs
 
 
 # -- shared with checkpoints -----------------------------------------------------------------
