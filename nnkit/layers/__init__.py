@@ -14,7 +14,10 @@ from nnkit.layers.activations import (
     Tanh,
 )
 from nnkit.layers.dense import Dense
+from nnkit.layers.dropout import Dropout, Dropout2d
+from nnkit.layers.embedding import Embedding
 from nnkit.layers.merge import Add, Concatenate, Multiply
+from nnkit.layers.normalization import LayerNorm
 
 __all__ = [
     "ELU",
@@ -22,7 +25,11 @@ __all__ = [
     "Add",
     "Concatenate",
     "Dense",
+    "Dropout",
+    "Dropout2d",
+    "Embedding",
     "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "LogSoftmax",
     "Multiply",
