@@ -47,6 +47,10 @@ LAYERS = [
     LayerCase("Dense", lambda rng: nnkit.Dense(4, 3, rng=rng)),
     LayerCase("Dense-nobias", lambda rng: nnkit.Dense(4, 3, bias=False, rng=rng)),
     LayerCase("Dense-xavier", lambda rng: nnkit.Dense(4, 3, rng=rng, weight_init="xavier_normal")),
+    LayerCase("Dense-3d", lambda rng: nnkit.Dense(4, 3, rng=rng), in_shape=(5, 2, 4)),
+    LayerCase(
+        "Dense-4d-nobias", lambda rng: nnkit.Dense(4, 2, bias=False, rng=rng), in_shape=(3, 2, 2, 4)
+    ),
     LayerCase("Identity", lambda rng: nnkit.Identity()),
     LayerCase("Sigmoid", lambda rng: nnkit.Sigmoid()),
     LayerCase("Tanh", lambda rng: nnkit.Tanh()),
@@ -174,6 +178,7 @@ NORMALIZATION_AND_DROPOUT = [
             nnkit.Embedding(7, 4, padding_idx=-1, rng=rng),
             nnkit.LayerNorm(4),
             nnkit.Dropout(0.2, rng=np.random.default_rng(7)),
+            nnkit.Dense(4, 2, rng=rng),
         ),
         data=_indices,
     ),

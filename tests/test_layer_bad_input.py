@@ -14,6 +14,13 @@ import nnkit
 
 BAD_INPUT: list[tuple[str, Callable[[], nnkit.Module], Any, type[Exception], str]] = [
     (
+        "Dense-3d-wrong-features",
+        lambda: nnkit.Dense(10, 8),
+        np.zeros((4, 3, 5)),
+        ValueError,
+        "Dense(in_features=10, out_features=8) expected input of shape (N, *, 10), got (4, 3, 5)",
+    ),
+    (
         "LayerNorm-trailing-shape",
         lambda: nnkit.LayerNorm(4),
         np.zeros((3, 5)),
@@ -93,6 +100,8 @@ def test_bad_input_names_the_layer(
 
 
 BAD_GRAD: list[tuple[str, Callable[[], nnkit.Module], Any, tuple[int, ...]]] = [
+    ("Dense-3d", lambda: nnkit.Dense(4, 2), np.zeros((3, 5, 4)), (3, 1, 2)),
+    ("Dense-3d-as-rows", lambda: nnkit.Dense(4, 2), np.zeros((3, 5, 4)), (15, 2)),
     ("LayerNorm", lambda: nnkit.LayerNorm(4), np.zeros((3, 4)), (3, 1)),
     ("Dropout", lambda: nnkit.Dropout(0.5, rng=np.random.default_rng(0)), np.ones((3, 4)), (3, 1)),
     ("Dropout-eval", lambda: nnkit.Dropout(0.5).eval(), np.ones((3, 4)), (1, 4)),

@@ -248,3 +248,29 @@ def test_layernorm_float32_stays_float32() -> None:
     assert y.dtype == np.float32
     assert layer.backward(np.ones((4, 6))).dtype == np.float32
     assert layer.weight is not None and layer.weight.grad.dtype == np.float32
+
+
+# -- Dense on N-D input ----------------------------------------------------------------------
+
+
+def test_dense_on_a_sequence_equals_dense_on_its_rows() -> None:
+    """(N, T, F) is computed as the (N*T, F) matrix: same output, dx and gradients, exactly."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    dy = rng.normal(size=(4, 5, 2)).astype(np.float32)
+    seq, rows = (
+        nnkit.Dense(3, 2, rng=np.random.default_rng(1)),
+        nnkit.Dense(3, 2, rng=np.random.default_rng(1)),
+    )
+    y = seq(x)
+    assert y.shape == (4, 5, 2) and y.dtype == np.float32
+    assert np.array_equal(y.reshape(20, 2), rows(x.reshape(20, 3)))
+    dx = seq.backward(dy)
+    assert dx.shape == x.shape
+    assert np.array_equal(dx.reshape(20, 3), rows.backward(dy.reshape(20, 2)))
+    for a, b in zip(seq.parameters(), rows.parameters(), strict=True):
+        assert np.array_equal(a.grad, b.grad)
+    seq.zero_grad()
+    seq(x[:, ::2])  # a non-contiguous input
+    seq.accumulate_grad(dy[:, ::2])
+    assert np.allclose(seq.weight.grad, x[:, ::2].reshape(-1, 3).T @ dy[:, ::2].reshape(-1, 2))

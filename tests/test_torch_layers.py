@@ -82,8 +82,33 @@ def compare_step(ours: nnkit.Module, theirs: Any, pair: Pair, x: Any, dy: Any) -
 
 
 AFFINE = {"weight": "weight", "bias": "bias"}
+LINEAR = {"weight": "weight", "bias": "bias"}
 
 PAIRS = [
+    Pair(
+        "Dense-3d",
+        lambda: nnkit.Dense(5, 3),
+        lambda: torch.nn.Linear(5, 3),
+        (4, 6, 5),
+        LINEAR,
+        frozenset({"weight"}),
+    ),
+    Pair(
+        "Dense-4d-nobias",
+        lambda: nnkit.Dense(5, 2, bias=False),
+        lambda: torch.nn.Linear(5, 2, bias=False),
+        (2, 3, 4, 5),
+        {"weight": "weight"},
+        frozenset({"weight"}),
+    ),
+    Pair(
+        "Dense-2d",
+        lambda: nnkit.Dense(5, 3),
+        lambda: torch.nn.Linear(5, 3),
+        (7, 5),
+        LINEAR,
+        frozenset({"weight"}),
+    ),
     Pair("LayerNorm", lambda: nnkit.LayerNorm(6), lambda: torch.nn.LayerNorm(6), (5, 6), AFFINE),
     Pair(
         "LayerNorm-2d-shape",
