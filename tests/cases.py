@@ -142,7 +142,46 @@ def _indices(rng: np.random.Generator) -> tuple[Any, ...]:
     return (ids,)
 
 
+BATCH_NORM: dict[str, Any] = {"batch_independent": "eval"}  # mixes samples in training
+
 NORMALIZATION_AND_DROPOUT = [
+    LayerCase("BatchNorm1d", lambda rng: nnkit.BatchNorm1d(4), **BATCH_NORM),
+    LayerCase(
+        "BatchNorm1d-NCL", lambda rng: nnkit.BatchNorm1d(3), in_shape=(5, 3, 4), **BATCH_NORM
+    ),
+    LayerCase(
+        "BatchNorm1d-cumulative",
+        lambda rng: nnkit.BatchNorm1d(4, momentum=None, eps=1e-3),
+        **BATCH_NORM,
+    ),
+    LayerCase(
+        "BatchNorm1d-no-affine", lambda rng: nnkit.BatchNorm1d(4, affine=False), **BATCH_NORM
+    ),
+    LayerCase(
+        "BatchNorm1d-batch-stats-only",
+        lambda rng: nnkit.BatchNorm1d(4, track_running_stats=False),
+        batch_independent=False,
+    ),
+    LayerCase(
+        "BatchNorm1d-bare",
+        lambda rng: nnkit.BatchNorm1d(4, affine=False, track_running_stats=False),
+        batch_independent=False,
+    ),
+    LayerCase("BatchNorm2d", lambda rng: nnkit.BatchNorm2d(3), in_shape=(4, 3, 2, 3), **BATCH_NORM),
+    LayerCase(
+        "BatchNorm2d-momentum",
+        lambda rng: nnkit.BatchNorm2d(2, momentum=0.5),
+        in_shape=(3, 2, 2, 2),
+        **BATCH_NORM,
+    ),
+    LayerCase("GroupNorm", lambda rng: nnkit.GroupNorm(3, 6), in_shape=(4, 6, 3)),
+    LayerCase("GroupNorm-2d", lambda rng: nnkit.GroupNorm(2, 6), in_shape=(4, 6)),
+    LayerCase("GroupNorm-one-group", lambda rng: nnkit.GroupNorm(1, 4), in_shape=(3, 4, 2, 3)),
+    LayerCase(
+        "GroupNorm-per-channel",
+        lambda rng: nnkit.GroupNorm(4, 4, affine=False),
+        in_shape=(3, 4, 2, 3),
+    ),
     LayerCase("LayerNorm", lambda rng: nnkit.LayerNorm(4)),
     LayerCase("LayerNorm-2d", lambda rng: nnkit.LayerNorm((3, 4)), in_shape=(5, 3, 4)),
     LayerCase("LayerNorm-3d-input", lambda rng: nnkit.LayerNorm(4), in_shape=(5, 2, 4)),
@@ -181,6 +220,17 @@ NORMALIZATION_AND_DROPOUT = [
             nnkit.Dense(4, 2, rng=rng),
         ),
         data=_indices,
+    ),
+    LayerCase(
+        "Sequential-dense-batchnorm-dropout",
+        lambda rng: nnkit.Sequential(
+            nnkit.Dense(4, 6, rng=rng),
+            nnkit.BatchNorm1d(6),
+            nnkit.ReLU(),
+            nnkit.Dropout(0.3, rng=np.random.default_rng(8)),
+            nnkit.Dense(6, 2, rng=rng),
+        ),
+        **BATCH_NORM,
     ),
 ]
 LAYERS += NORMALIZATION_AND_DROPOUT

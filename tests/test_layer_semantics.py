@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import nnkit
@@ -88,6 +88,7 @@ def _model(seed: int) -> nnkit.Module:
         nnkit.Dense(3, 16, rng=rng),
         nnkit.ReLU(),
         nnkit.Dropout(0.3, rng=np.random.default_rng(seed + 1)),
+        nnkit.BatchNorm1d(16),
         nnkit.LayerNorm(16),
         nnkit.Dense(16, 1, rng=rng),
     )
@@ -107,7 +108,7 @@ def _train(model: nnkit.Module, optimizer: SGD, steps: range) -> list[float]:
     return losses
 
 
-def test_checkpoint_resume_with_dropout_is_bitwise(tmp_path: Path) -> None:
+def test_checkpoint_resume_with_dropout_and_batchnorm_is_bitwise(tmp_path: Path) -> None:
     reference = _model(0)
     expected = _train(reference, SGD(reference.parameters(), lr=0.05, momentum=0.9), range(6))
 
@@ -120,8 +121,12 @@ def test_checkpoint_resume_with_dropout_is_bitwise(tmp_path: Path) -> None:
     optimizer = SGD(resumed.parameters(), lr=0.05, momentum=0.9)
     nnkit.load_checkpoint(tmp_path / "c.npz", model=resumed, optimizer=optimizer)
     assert first + _train(resumed, optimizer, range(3, 6)) == expected
+    assert list(resumed.state_dict()) == list(reference.state_dict())
+    assert "3.running_var" in reference.state_dict()
     for a, b in zip(resumed.state_dict().values(), reference.state_dict().values(), strict=True):
-        assert a.tobytes() == b.tobytes()
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    x = np.random.default_rng(9).normal(size=(4, 3)).astype(np.float32)
+    assert resumed.eval()(x).tobytes() == reference.eval()(x).tobytes()
 
     # the dropout generator's state is what makes it exact: without it the run diverges
     other = _model(7)
@@ -228,16 +233,16 @@ def test_embedding_in_a_model_trains_through_fit() -> None:
 def test_layernorm_normalises_each_group_and_its_gradients_check(
     lead: list[int], norm: list[int], seed: int
 ) -> None:
+    assume(int(np.prod(norm)) > 1)  # one value per group has no variance to divide by
     rng = np.random.default_rng(seed)
-    layer = nnkit.LayerNorm(tuple(norm), elementwise_affine=False, eps=1e-12)
+    layer = nnkit.LayerNorm(tuple(norm), elementwise_affine=False, eps=0.0)
     x = rng.normal(size=(*lead, *norm)) * 3 + 1
     y = layer(x)
     assert y.shape == x.shape and y.dtype == np.float64
     groups = y.reshape(-1, int(np.prod(norm)))
-    if groups.size and groups.shape[1] > 1:
-        np.testing.assert_allclose(groups.mean(axis=1), 0, atol=1e-12)
-        np.testing.assert_allclose(groups.var(axis=1), 1, rtol=1e-9)
-    if x.size and int(np.prod(norm)) > 1:
+    np.testing.assert_allclose(groups.mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(groups.var(axis=1), 1, rtol=1e-9)
+    if x.size:
         affine = nnkit.LayerNorm(tuple(norm), dtype=np.float64)
         nnkit.gradcheck(affine, x, max_elements=None)
 
@@ -274,3 +279,125 @@ def test_dense_on_a_sequence_equals_dense_on_its_rows() -> None:
     seq(x[:, ::2])  # a non-contiguous input
     seq.accumulate_grad(dy[:, ::2])
     assert np.allclose(seq.weight.grad, x[:, ::2].reshape(-1, 3).T @ dy[:, ::2].reshape(-1, 2))
+
+
+# -- BatchNorm -------------------------------------------------------------------------------
+
+
+def test_batchnorm_state_is_pytorchs() -> None:
+    layer = nnkit.BatchNorm2d(3)
+    assert list(layer.state_dict()) == [
+        "weight",
+        "bias",
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    ]
+    layer.astype(np.float64)
+    state = layer.state_dict()
+    assert state["running_var"].dtype == np.float64
+    assert (
+        state["num_batches_tracked"].dtype == np.int64 and state["num_batches_tracked"].shape == ()
+    )
+    assert list(nnkit.BatchNorm1d(3, affine=False, track_running_stats=False).state_dict()) == []
+
+
+def test_batchnorm_refusing_a_batch_of_one_changes_nothing() -> None:
+    layer = nnkit.BatchNorm1d(3)
+    layer(np.random.default_rng(0).normal(size=(4, 3)))
+    before = layer.state_dict()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        layer(np.ones((1, 3)))
+    after = layer.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    layer.eval()
+    assert layer(np.ones((1, 3))).shape == (1, 3)  # eval uses the running statistics
+
+
+def test_batchnorm_running_statistics_converge_to_the_data_statistics() -> None:
+    """With momentum=None the running mean is the mean of the batch means, exactly, and the
+    running variance the mean of the unbiased batch variances."""
+    rng = np.random.default_rng(0)
+    layer = nnkit.BatchNorm1d(2, momentum=None, dtype=np.float64)
+    batches = [rng.normal([1.0, -2.0], [0.5, 3.0], size=(16, 2)) for _ in range(5)]
+    for batch in batches:
+        layer(batch)
+    assert int(layer.state_dict()["num_batches_tracked"]) == 5
+    np.testing.assert_allclose(
+        layer.state_dict()["running_mean"], np.mean([b.mean(0) for b in batches], 0), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        layer.state_dict()["running_var"],
+        np.mean([b.var(0, ddof=1) for b in batches], 0),
+        rtol=1e-12,
+    )
+
+
+def test_batchnorm_train_and_eval_outputs() -> None:
+    """Training output has zero mean and unit biased variance per channel; eval with the
+    running statistics equal to the batch's biased ones reproduces it."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(3, 2, size=(6, 2, 4, 5))
+    layer = nnkit.BatchNorm2d(2, momentum=1.0, eps=0.0, dtype=np.float64)
+    y = layer(x)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-12)
+    m = 6 * 4 * 5
+    layer.running_var.data *= (m - 1) / m  # type: ignore[union-attr]  # unbiased -> biased
+    np.testing.assert_allclose(layer.eval()(x), y, rtol=1e-10, atol=1e-12)
+
+
+@FAST
+@given(
+    n=st.integers(2, 4),
+    c=st.integers(1, 3),
+    spatial=st.lists(st.integers(1, 3), min_size=0, max_size=1),
+    seed=st.integers(0, 2**16),
+)
+def test_batchnorm1d_gradients_in_both_modes(n: int, c: int, spatial: list[int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, c, *spatial)) * 2
+    for training in (True, False):
+        layer = nnkit.BatchNorm1d(c, momentum=None, dtype=np.float64).train(training)
+        layer(rng.normal(size=x.shape))  # only moves the statistics in training
+        nnkit.gradcheck(layer.train(training), x, max_elements=None)
+
+
+@FAST
+@given(
+    n=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    per_group=st.integers(1, 3),
+    spatial=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    seed=st.integers(0, 2**16),
+)
+def test_groupnorm_gradients_and_group_statistics(
+    n: int, groups: int, per_group: int, spatial: list[int], seed: int
+) -> None:
+    assume(per_group * int(np.prod(spatial)) > 1)  # a group of one value has no variance
+    rng = np.random.default_rng(seed)
+    c = groups * per_group
+    x = rng.normal(size=(n, c, *spatial)) * 2 + 1
+    layer = nnkit.GroupNorm(groups, c, eps=0.0, affine=False)
+    y = layer(x).reshape(n, groups, -1)
+    np.testing.assert_allclose(y.mean(axis=2), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=2), 1, rtol=1e-9)
+    nnkit.gradcheck(nnkit.GroupNorm(groups, c, dtype=np.float64), x, max_elements=None)
+
+
+def test_saved_batchnorm_restores_its_running_statistics(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    model = nnkit.Sequential(
+        nnkit.Dense(3, 4, rng=rng), nnkit.BatchNorm1d(4), nnkit.GroupNorm(2, 4)
+    )
+    for _ in range(3):
+        model(rng.normal(size=(8, 3)))
+    model.eval()
+    nnkit.save(model, tmp_path / "bn.npz")
+    loaded = nnkit.load(tmp_path / "bn.npz")
+    assert not loaded.training
+    assert int(loaded.state_dict()["1.num_batches_tracked"]) == 3
+    for key, value in model.state_dict().items():
+        assert loaded.state_dict()[key].tobytes() == value.tobytes()
+    x = rng.normal(size=(2, 3))
+    assert loaded(x).tobytes() == model(x).tobytes()

@@ -17,17 +17,20 @@ from nnkit.layers.dense import Dense
 from nnkit.layers.dropout import Dropout, Dropout2d
 from nnkit.layers.embedding import Embedding
 from nnkit.layers.merge import Add, Concatenate, Multiply
-from nnkit.layers.normalization import LayerNorm
+from nnkit.layers.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 
 __all__ = [
     "ELU",
     "GELU",
     "Add",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Concatenate",
     "Dense",
     "Dropout",
     "Dropout2d",
     "Embedding",
+    "GroupNorm",
     "Identity",
     "LayerNorm",
     "LeakyReLU",
