@@ -316,6 +316,35 @@ def _log_probs(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
     return np.log(rng.dirichlet(np.ones(4), size=n)), rng.integers(0, 4, size=n)
 
 
+def _logits_indices_ignored(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    pred, target = _logits_indices(rng, n)
+    target[1::3] = -100  # ignore_index
+    return pred, target
+
+
+def _logits_indices_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """(N, C, d1) logits, e.g. a sequence of 3 steps, with targets (N, d1), some ignored."""
+    target = rng.integers(0, 4, size=(n, 3))
+    target[:, 1][::2] = -100
+    return rng.normal(size=(n, 4, 3)) * 3, target
+
+
+def _logits_probs_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """(N, C, H, W) logits with class probabilities of the same shape (classes on axis 1)."""
+    probs = np.moveaxis(rng.dirichlet(np.ones(4), size=(n, 2, 2)), -1, 1)
+    return rng.normal(size=(n, 4, 2, 2)) * 3, probs
+
+
+def _log_probs_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    # C order: gradcheck perturbs pred through reshape(-1), a copy for a non-contiguous array
+    log_p = np.log(np.ascontiguousarray(np.moveaxis(rng.dirichlet(np.ones(4), size=(n, 5)), -1, 1)))
+    target = rng.integers(0, 4, size=(n, 5))
+    target[::2, 0] = 2  # the ignored class of the case below
+    return log_p, target
+
+
+CLASS_WEIGHT = [0.5, 1.0, 2.0, 3.0]
+
 LOSSES = [
     LossCase("MSELoss", nnkit.MSELoss, _regression),
     LossCase("MSELoss-sum", lambda: nnkit.MSELoss(reduction="sum"), _regression),
@@ -341,6 +370,34 @@ LOSSES = [
         _logits_probs,
     ),
     LossCase("NLLLoss", nnkit.NLLLoss, _log_probs),
+    LossCase(
+        "CrossEntropyLoss-weight",
+        lambda: nnkit.CrossEntropyLoss(weight=CLASS_WEIGHT),
+        _logits_indices,
+    ),
+    LossCase("CrossEntropyLoss-ignore_index", nnkit.CrossEntropyLoss, _logits_indices_ignored),
+    LossCase(
+        "CrossEntropyLoss-weight-smoothing-ignore",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.2, weight=CLASS_WEIGHT),
+        _logits_indices_ignored,
+    ),
+    LossCase("CrossEntropyLoss-nd", nnkit.CrossEntropyLoss, _logits_indices_nd),
+    LossCase(
+        "CrossEntropyLoss-nd-weight-smoothing-sum",
+        lambda: nnkit.CrossEntropyLoss("sum", 0.1, weight=CLASS_WEIGHT),
+        _logits_indices_nd,
+    ),
+    LossCase(
+        "CrossEntropyLoss-nd-probs-weight",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.1, weight=CLASS_WEIGHT),
+        _logits_probs_nd,
+    ),
+    LossCase("NLLLoss-weight", lambda: nnkit.NLLLoss(weight=CLASS_WEIGHT), _log_probs),
+    LossCase(
+        "NLLLoss-nd-weight-ignore",
+        lambda: nnkit.NLLLoss(weight=CLASS_WEIGHT, ignore_index=2),
+        _log_probs_nd,
+    ),
 ]
 
 
