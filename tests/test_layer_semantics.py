@@ -401,3 +401,39 @@ def test_saved_batchnorm_restores_its_running_statistics(tmp_path: Path) -> None
         assert loaded.state_dict()[key].tobytes() == value.tobytes()
     x = rng.normal(size=(2, 3))
     assert loaded(x).tobytes() == model(x).tobytes()
+
+
+class _ClassesFirst(nnkit.Module):
+    """(N, T, C) -> (N, C, T), the layout CrossEntropyLoss and accuracy read."""
+
+    def forward(self, x: Any) -> Any:
+        return np.swapaxes(np.asarray(x), 1, 2)
+
+    def backward(self, grad_out: Any) -> Any:
+        return np.swapaxes(np.asarray(grad_out), 1, 2)
+
+
+def test_a_sequence_tagger_trains_with_nd_loss_and_accuracy() -> None:
+    """Embedding -> LayerNorm -> Dense per step -> (N, C, T) logits, with (N, T) targets and
+    padding ignored: fit checks the targets, the loss and the accuracy read the N-D layout."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 8, size=(64, 5))
+    ids[:, 3:][::2] = 0  # padding
+    tags = ids % 3
+    target = np.where(ids == 0, -100, tags)
+    model = nnkit.Sequential(
+        nnkit.Embedding(8, 8, padding_idx=0, rng=rng),
+        nnkit.LayerNorm(8),
+        nnkit.Dense(8, 3, rng=rng),
+        _ClassesFirst(),
+    )
+    loss_fn = nnkit.CrossEntropyLoss()
+    history = nnkit.fit(
+        model, loss_fn, SGD(model.parameters(), lr=0.5), ids, target, epochs=20,
+        batch_size=16, rng=rng, verbose=0, metrics=(),
+    )  # fmt: skip
+    losses = history.history["loss"]
+    assert losses[-1] < 0.1 * losses[0]
+    logits = model.eval()(ids)
+    assert nnkit.metrics.Accuracy()(logits[1::2], tags[1::2]) > 0.95  # rows without padding
+    assert not model[0].weight.data[0].any()  # the padding row never moved
