@@ -437,3 +437,35 @@ def test_a_sequence_tagger_trains_with_nd_loss_and_accuracy() -> None:
     logits = model.eval()(ids)
     assert nnkit.metrics.Accuracy()(logits[1::2], tags[1::2]) > 0.95  # rows without padding
     assert not model[0].weight.data[0].any()  # the padding row never moved
+
+
+# -- kept scratch arrays ----------------------------------------------------------------------
+
+KEEPS_SCRATCH = {
+    "BatchNorm2d": (lambda: nnkit.BatchNorm2d(3), (4, 3, 2, 2)),
+    "BatchNorm1d-eval": (lambda: nnkit.BatchNorm1d(3).eval(), (4, 3)),
+    "LayerNorm": (lambda: nnkit.LayerNorm(5), (4, 2, 5)),
+    "LayerNorm-no-affine": (lambda: nnkit.LayerNorm(5, elementwise_affine=False), (4, 5)),
+    "GroupNorm": (lambda: nnkit.GroupNorm(2, 4), (3, 4, 5)),
+    "Dropout": (lambda: nnkit.Dropout(0.5, rng=np.random.default_rng(0)), (6, 7)),
+    "Dropout2d": (lambda: nnkit.Dropout2d(0.5, rng=np.random.default_rng(0)), (6, 7, 2)),
+}
+
+
+@pytest.mark.parametrize("make, shape", KEEPS_SCRATCH.values(), ids=KEEPS_SCRATCH.keys())
+def test_returned_arrays_survive_the_next_step(make: Any, shape: tuple[int, ...]) -> None:
+    """Layers rewrite their cache and scratch arrays every step, never an array they returned:
+    step 1's output and dx are unchanged by step 2, and step 2's backward is step 2's."""
+    rng = np.random.default_rng(0)
+    layer, fresh = make(), make()
+    x1, x2 = rng.normal(size=shape), rng.normal(size=shape)
+    dy1, dy2 = rng.normal(size=shape), rng.normal(size=shape)
+    y1 = layer(x1)
+    dx1 = layer.backward(dy1)
+    kept = y1.copy(), dx1.copy()
+    y2 = layer(x2)
+    dx2 = layer.backward(dy2)
+    assert np.array_equal(y1, kept[0]) and np.array_equal(dx1, kept[1])
+    fresh(x1)  # the same state (the same draws, the same running statistics) as layer
+    fresh.backward(dy1)
+    assert np.array_equal(fresh(x2), y2) and np.array_equal(fresh.backward(dy2), dx2)

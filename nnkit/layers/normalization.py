@@ -7,46 +7,42 @@ group is the same for all of them::
 
     dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)
 
-The sums over a group (and the sums over the batch for the parameter gradients) are matrix-
-vector products with a vector of ones: BLAS GEMV reads the array once at memory speed, where
-``np.sum`` along an axis is several times slower on arrays that fit in cache (measured 5-10x
-on 1 MB arrays). Sums of products (``sum(dy * xhat)``, the variance) are ``np.einsum`` dot
-products, which form no temporary product array (2x faster than the product and a GEMV).
+All the sums (over a group, over the batch, and the sums of products such as
+``sum(dy * xhat)`` and the variance) are ``np.einsum`` reductions: one pass, vectorised, and
+no temporary array for a product (2x faster than forming it and summing). ``np.sum`` along an
+axis is 2-7x slower on these shapes. Matrix-vector products with a vector of ones (BLAS GEMV)
+win in a tight loop of GEMVs, but interleaved with the other operations of a layer, waking
+OpenBLAS's threads for each one made LayerNorm and BatchNorm 3-8x slower on the 2-core
+machine of docs/performance.md. The cache (``x - mean`` or ``xhat``) and backward's scratch
+array are kept and rewritten between steps (``nnkit/layers/_scratch.py``), so a step does not
+fault fresh pages in for them.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 from nnkit._checks import check_int, check_real
+from nnkit.layers._scratch import reuse
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Buffer, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
 
 
-@lru_cache(maxsize=64)
-def _ones(n: int, dtype: np.dtype[Any]) -> Array:
-    """A read-only vector of ``n`` ones: the operand of every GEMV sum here."""
-    ones = np.ones(n, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
-
-
 def _row_sums(a: Array) -> Array:
-    """``a.sum(axis=1)`` of a 2-D array, as the GEMV ``a @ ones``."""
-    out: Array = a @ _ones(a.shape[1], a.dtype)
+    """``a.sum(axis=1)`` of a 2-D array."""
+    out: Array = np.einsum("ij->i", a)
     return out
 
 
 def _col_sums(a: Array) -> Array:
-    """``a.sum(axis=0)`` of a 2-D array, as the GEMV ``ones @ a``."""
-    out: Array = _ones(a.shape[0], a.dtype) @ a
+    """``a.sum(axis=0)`` of a 2-D array."""
+    out: Array = np.einsum("ij->j", a)
     return out
 
 
@@ -54,6 +50,39 @@ def _row_dots(a: Array, b: Array) -> Array:
     """``(a * b).sum(axis=1)`` of two 2-D arrays, without the product's temporary array."""
     out: Array = np.einsum("ij,ij->i", a, b)
     return out
+
+
+def _col_dots(a: Array, b: Array) -> Array:
+    """``(a * b).sum(axis=0)`` of two 2-D arrays, without the product's temporary array."""
+    out: Array = np.einsum("ij,ij->j", a, b)
+    return out
+
+
+def _normalize_rows(x2: Array, eps: float, xhat: Array) -> Array:
+    """Write ``(x - mean) / sqrt(var + eps)`` of each row of ``x2`` into ``xhat``; return the
+    rows' ``1 / sqrt(var + eps)`` as a column (M, 1)."""
+    k = x2.shape[1]
+    dtype = x2.dtype.type
+    mean = _row_sums(x2) / dtype(k)
+    np.subtract(x2, mean[:, None], out=xhat)
+    var = _row_dots(xhat, xhat) / dtype(k)  # biased
+    invstd: Array = (1.0 / np.sqrt(var + dtype(eps)))[:, None]
+    xhat *= invstd
+    return invstd
+
+
+def _rows_backward(g: Array, xhat: Array, invstd: Array, scratch: Array) -> Array:
+    """``(g - mean(g) - xhat * mean(g * xhat)) * invstd`` per row, written into ``g`` (a new
+    array the caller owns) with ``scratch`` for the product; returns ``g``."""
+    k = g.shape[1]
+    dtype = g.dtype.type
+    mean_g = _row_sums(g) / dtype(k)
+    mean_gx = _row_dots(g, xhat) / dtype(k)
+    g -= mean_g[:, None]
+    np.multiply(xhat, mean_gx[:, None], out=scratch)
+    g -= scratch
+    g *= invstd
+    return g
 
 
 def _check_eps(layer: str, eps: object) -> float:
@@ -128,8 +157,9 @@ class LayerNorm(Module):
             self.weight = Parameter(np.ones(self.normalized_shape), dtype=self._dtype)
             if self._bias:
                 self.bias = Parameter(np.zeros(self.normalized_shape), dtype=self._dtype)
-        self._xhat: Array | None = None  # (M, K)
+        self._xhat: Array | None = None  # (M, K), rewritten by every forward
         self._invstd: Array | None = None  # (M, 1)
+        self._scratch: Array | None = None  # backward's temporary, kept between steps
         self._shape: tuple[int, ...] = ()
         self.reset_parameters()
 
@@ -151,12 +181,9 @@ class LayerNorm(Module):
             )
         k = math.prod(self.normalized_shape)
         x2 = x.reshape(-1, k)
-        mean = _row_sums(x2) / k
-        xhat = x2 - mean[:, None]
-        var = _row_dots(xhat, xhat) / k
-        invstd = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
-        xhat *= invstd[:, None]
-        self._xhat, self._invstd, self._shape = xhat, invstd[:, None], x.shape
+        xhat = self._xhat = reuse(self._xhat, x2.shape, x.dtype)
+        self._invstd = _normalize_rows(x2, self.eps, xhat)
+        self._shape = x.shape
         if self.weight is None:
             out: Array = xhat.reshape(x.shape).copy()  # a new array: xhat is the cache
             return out
@@ -171,19 +198,15 @@ class LayerNorm(Module):
         if xhat is None or invstd is None:
             raise self._no_cache_error()
         dy = self.grad_like(grad_out, self._shape, xhat.dtype).reshape(xhat.shape)
-        k = xhat.shape[1]
         if self.weight is not None:
-            self.weight.add_grad(_col_sums(dy * xhat).reshape(self.normalized_shape))
+            self.weight.add_grad(_col_dots(dy, xhat).reshape(self.normalized_shape))
             if self.bias is not None:
                 self.bias.add_grad(_col_sums(dy).reshape(self.normalized_shape))
-            g = dy * self.weight.data.reshape(k)
+            g = dy * self.weight.data.reshape(xhat.shape[1])
         else:
-            g = dy
-        mean_g = _row_sums(g) / k
-        mean_gx = _row_dots(g, xhat) / k
-        dx: Array = g - mean_g[:, None]
-        dx -= xhat * mean_gx[:, None]
-        dx *= invstd
+            g = dy.copy()
+        self._scratch = reuse(self._scratch, xhat.shape, xhat.dtype)
+        dx = _rows_backward(g, xhat, invstd, self._scratch)
         return dx.reshape(self._shape)
 
     def get_config(self) -> dict[str, Any]:
@@ -201,11 +224,9 @@ class LayerNorm(Module):
 
 
 def _channel_sums(a: Array) -> Array:
-    """``a.sum(axis=(0, 2))`` of an (N, C, L) array: GEMVs over L, then over N."""
-    n, c, length = a.shape
-    if length == 1:
-        return _col_sums(a.reshape(n, c))
-    return _col_sums(_row_sums(a.reshape(n * c, length)).reshape(n, c))
+    """``a.sum(axis=(0, 2))`` of an (N, C, L) array."""
+    out: Array = np.einsum("ncl->c", a)
+    return out
 
 
 def _channel_dots(a: Array, b: Array) -> Array:
@@ -260,6 +281,8 @@ class _BatchNorm(Module):
         # the cache: batch mode keeps x - mean, eval mode keeps x (both (N, C, L)), and the
         # per-channel mean and 1/sqrt(var + eps) that were used
         self._x3: Array | None = None
+        self._xc: Array | None = None  # x - mean, rewritten by every training forward
+        self._scratch: Array | None = None  # backward's temporary, kept between steps
         self._mean: Array | None = None
         self._invstd: Array | None = None
         self._batch_stats = False
@@ -318,7 +341,8 @@ class _BatchNorm(Module):
             if self.training and tracked is not None:
                 tracked.data += 1
             mean = _channel_sums(x3) / dtype(max(count, 1))  # an empty batch: zeros
-            xc = x3 - mean[:, None]
+            xc = self._xc = reuse(self._xc, x3.shape, x.dtype)
+            np.subtract(x3, mean[:, None], out=xc)
             var = _channel_dots(xc, xc) / dtype(max(count, 1))  # biased: to normalise
             if (
                 self.training
@@ -361,7 +385,9 @@ class _BatchNorm(Module):
         if self._batch_stats and count:
             # dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * invstd
             dtype = x3.dtype.type
-            dx -= x3 * (k * invstd * invstd * sum_dy_xc / dtype(count))[:, None]
+            scratch = self._scratch = reuse(self._scratch, x3.shape, x3.dtype)
+            np.multiply(x3, (k * invstd * invstd * sum_dy_xc / dtype(count))[:, None], out=scratch)
+            dx -= scratch
             dx -= (k * sum_dy / dtype(count))[:, None]
         return dx.reshape(self._shape)
 
@@ -498,8 +524,9 @@ class GroupNorm(Module):
         if self.affine:
             self.weight = Parameter(np.ones(self.num_channels), dtype=self._dtype)
             self.bias = Parameter(np.zeros(self.num_channels), dtype=self._dtype)
-        self._xhat: Array | None = None  # (N * G, K)
+        self._xhat: Array | None = None  # (N * G, K), rewritten by every forward
         self._invstd: Array | None = None  # (N * G, 1)
+        self._scratch: Array | None = None  # backward's temporary, kept between steps
         self._shape: tuple[int, ...] = ()
 
     def reset_parameters(self) -> None:
@@ -520,14 +547,9 @@ class GroupNorm(Module):
             )
         n = x.shape[0]
         x2 = x.reshape(n * self.num_groups, math.prod(x.shape[1:]) // self.num_groups)
-        k = x2.shape[1]
-        dtype = x.dtype.type
-        mean = _row_sums(x2) / dtype(k)
-        xhat = x2 - mean[:, None]
-        var = _row_dots(xhat, xhat) / dtype(k)
-        invstd = 1.0 / np.sqrt(var + dtype(self.eps))
-        xhat *= invstd[:, None]
-        self._xhat, self._invstd, self._shape = xhat, invstd[:, None], x.shape
+        xhat = self._xhat = reuse(self._xhat, x2.shape, x.dtype)
+        self._invstd = _normalize_rows(x2, self.eps, xhat)
+        self._shape = x.shape
         if self.weight is None or self.bias is None:
             out: Array = xhat.reshape(x.shape).copy()  # a new array: xhat is the cache
             return out
@@ -541,21 +563,15 @@ class GroupNorm(Module):
         if xhat is None or invstd is None:
             raise self._no_cache_error()
         dy = self.grad_like(grad_out, self._shape, xhat.dtype)
-        n, c = self._shape[0], self.num_channels
         if self.weight is not None and self.bias is not None:
-            dy3 = dy.reshape(n, c, math.prod(self._shape[2:]))
+            dy3 = dy.reshape(self._shape[0], self.num_channels, math.prod(self._shape[2:]))
             self.weight.add_grad(_channel_dots(dy3, xhat.reshape(dy3.shape)))
             self.bias.add_grad(_channel_sums(dy3))
             g = (dy3 * self.weight.data[:, None]).reshape(xhat.shape)
         else:
-            g = dy.reshape(xhat.shape)
-        k = xhat.shape[1]
-        dtype = xhat.dtype.type
-        mean_g = _row_sums(g) / dtype(k)
-        mean_gx = _row_dots(g, xhat) / dtype(k)
-        dx: Array = g - mean_g[:, None]
-        dx -= xhat * mean_gx[:, None]
-        dx *= invstd
+            g = dy.reshape(xhat.shape).copy()
+        self._scratch = reuse(self._scratch, xhat.shape, xhat.dtype)
+        dx = _rows_backward(g, xhat, invstd, self._scratch)
         return dx.reshape(self._shape)
 
     def get_config(self) -> dict[str, Any]:
