@@ -12,6 +12,7 @@ as an array, and ``backward`` then takes their upstream gradient (ones by defaul
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -289,7 +290,7 @@ def _class_layout(name: str, pred: Array) -> tuple[int, int, int]:
             f"{pred.shape}"
         )
     n, c = pred.shape[:2]
-    return n, c, int(np.prod(pred.shape[2:], dtype=np.int64))
+    return n, c, math.prod(pred.shape[2:])
 
 
 def _class_targets(
