@@ -180,6 +180,21 @@ def test_embedding_takes_any_integer_dtype(dtype: Any) -> None:
     assert np.array_equal(layer.weight.grad[:, 0], [1, 2, 0, 0, 1])
 
 
+def test_embedding_scatters_into_a_non_contiguous_gradient_too() -> None:
+    """A gradient array assigned by the user (Fortran order here) cannot be viewed flat: the
+    row-wise scatter runs instead, with the same result."""
+    ids = np.array([[0, 2, 2], [4, 0, 2]])
+    dy = np.random.default_rng(1).normal(size=(2, 3, 3))
+    flat, rows = (nnkit.Embedding(5, 3, padding_idx=4, dtype=np.float64) for _ in range(2))
+    rows.weight.grad = np.asfortranarray(np.zeros((5, 3)))
+    for layer in (flat, rows):
+        layer(ids)
+        layer.backward(dy)
+    assert not rows.weight.grad.flags.c_contiguous
+    np.testing.assert_allclose(rows.weight.grad, flat.weight.grad, rtol=1e-15)
+    assert np.any(flat.weight.grad[2] != 0) and not np.any(flat.weight.grad[4])
+
+
 def test_embedding_scalar_index_and_lists() -> None:
     layer = nnkit.Embedding(5, 3, rng=np.random.default_rng(0))
     assert np.array_equal(layer(np.int64(2)), layer.weight.data[2])
