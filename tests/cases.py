@@ -26,9 +26,13 @@ class LayerCase:
     batch_independent: bool | str = True
     options: dict[str, Any] = field(default_factory=dict)
     more_inputs: tuple[tuple[int, ...], ...] = ()
+    data: Callable[[np.random.Generator], tuple[Any, ...]] | None = None
+    """Builds the inputs instead of normal draws of the shapes (integer indices, say)."""
 
     def inputs(self, rng: np.random.Generator) -> tuple[Any, ...]:
-        """Random inputs of the case's shapes."""
+        """Random inputs of the case's shapes (or from ``data``)."""
+        if self.data is not None:
+            return self.data(rng)
         shapes = (self.in_shape, *self.more_inputs)
         return tuple(rng.normal(size=shape) for shape in shapes)
 
@@ -43,6 +47,10 @@ LAYERS = [
     LayerCase("Dense", lambda rng: nnkit.Dense(4, 3, rng=rng)),
     LayerCase("Dense-nobias", lambda rng: nnkit.Dense(4, 3, bias=False, rng=rng)),
     LayerCase("Dense-xavier", lambda rng: nnkit.Dense(4, 3, rng=rng, weight_init="xavier_normal")),
+    LayerCase("Dense-3d", lambda rng: nnkit.Dense(4, 3, rng=rng), in_shape=(5, 2, 4)),
+    LayerCase(
+        "Dense-4d-nobias", lambda rng: nnkit.Dense(4, 2, bias=False, rng=rng), in_shape=(3, 2, 2, 4)
+    ),
     LayerCase("Identity", lambda rng: nnkit.Identity()),
     LayerCase("Sigmoid", lambda rng: nnkit.Sigmoid()),
     LayerCase("Tanh", lambda rng: nnkit.Tanh()),
@@ -120,6 +128,112 @@ LAYERS = [
         options={"empty_batch": "eval"},
     ),
 ]
+
+
+def _indices(rng: np.random.Generator) -> tuple[Any, ...]:
+    """Token ids (5, 3) into a table of 7 rows, with repeats, never the last row (6).
+
+    The padding cases pad with row 6, which does not appear: a padding row gets no gradient by
+    design (PyTorch's semantics), which finite differences would flag. tests/test_torch_layers.py
+    checks padding ids in the input.
+    """
+    ids = rng.integers(0, 6, size=(5, 3))
+    ids[0, :] = [2, 2, 5]
+    return (ids,)
+
+
+BATCH_NORM: dict[str, Any] = {"batch_independent": "eval"}  # mixes samples in training
+
+NORMALIZATION_AND_DROPOUT = [
+    LayerCase("BatchNorm1d", lambda rng: nnkit.BatchNorm1d(4), **BATCH_NORM),
+    LayerCase(
+        "BatchNorm1d-NCL", lambda rng: nnkit.BatchNorm1d(3), in_shape=(5, 3, 4), **BATCH_NORM
+    ),
+    LayerCase(
+        "BatchNorm1d-cumulative",
+        lambda rng: nnkit.BatchNorm1d(4, momentum=None, eps=1e-3),
+        **BATCH_NORM,
+    ),
+    LayerCase(
+        "BatchNorm1d-no-affine", lambda rng: nnkit.BatchNorm1d(4, affine=False), **BATCH_NORM
+    ),
+    LayerCase(
+        "BatchNorm1d-batch-stats-only",
+        lambda rng: nnkit.BatchNorm1d(4, track_running_stats=False),
+        batch_independent=False,
+    ),
+    LayerCase(
+        "BatchNorm1d-bare",
+        lambda rng: nnkit.BatchNorm1d(4, affine=False, track_running_stats=False),
+        batch_independent=False,
+    ),
+    LayerCase("BatchNorm2d", lambda rng: nnkit.BatchNorm2d(3), in_shape=(4, 3, 2, 3), **BATCH_NORM),
+    LayerCase(
+        "BatchNorm2d-momentum",
+        lambda rng: nnkit.BatchNorm2d(2, momentum=0.5),
+        in_shape=(3, 2, 2, 2),
+        **BATCH_NORM,
+    ),
+    LayerCase("GroupNorm", lambda rng: nnkit.GroupNorm(3, 6), in_shape=(4, 6, 3)),
+    LayerCase("GroupNorm-2d", lambda rng: nnkit.GroupNorm(2, 6), in_shape=(4, 6)),
+    LayerCase("GroupNorm-one-group", lambda rng: nnkit.GroupNorm(1, 4), in_shape=(3, 4, 2, 3)),
+    LayerCase(
+        "GroupNorm-per-channel",
+        lambda rng: nnkit.GroupNorm(4, 4, affine=False),
+        in_shape=(3, 4, 2, 3),
+    ),
+    LayerCase("LayerNorm", lambda rng: nnkit.LayerNorm(4)),
+    LayerCase("LayerNorm-2d", lambda rng: nnkit.LayerNorm((3, 4)), in_shape=(5, 3, 4)),
+    LayerCase("LayerNorm-3d-input", lambda rng: nnkit.LayerNorm(4), in_shape=(5, 2, 4)),
+    LayerCase("LayerNorm-no-affine", lambda rng: nnkit.LayerNorm(4, elementwise_affine=False)),
+    LayerCase("LayerNorm-no-bias", lambda rng: nnkit.LayerNorm(4, eps=1e-3, bias=False)),
+    LayerCase("Dropout", lambda rng: nnkit.Dropout(0.3, rng=np.random.default_rng(3))),
+    LayerCase(
+        "Dropout-3d",
+        lambda rng: nnkit.Dropout(0.5, rng=np.random.default_rng(4)),
+        in_shape=(5, 2, 3),
+    ),
+    LayerCase("Dropout-p0", lambda rng: nnkit.Dropout(0.0, rng=np.random.default_rng(4))),
+    LayerCase("Dropout-p1", lambda rng: nnkit.Dropout(1.0, rng=np.random.default_rng(4))),
+    LayerCase(
+        "Dropout2d",
+        lambda rng: nnkit.Dropout2d(0.4, rng=np.random.default_rng(5)),
+        in_shape=(5, 3, 2, 2),
+    ),
+    LayerCase(
+        "Dropout2d-NCL",
+        lambda rng: nnkit.Dropout2d(0.4, rng=np.random.default_rng(6)),
+        in_shape=(5, 3, 4),
+    ),
+    LayerCase("Embedding", lambda rng: nnkit.Embedding(7, 3, rng=rng), data=_indices),
+    LayerCase(
+        "Embedding-padding",
+        lambda rng: nnkit.Embedding(7, 3, padding_idx=6, rng=rng),
+        data=_indices,
+    ),
+    LayerCase(
+        "Sequential-embedding-layernorm",
+        lambda rng: nnkit.Sequential(
+            nnkit.Embedding(7, 4, padding_idx=-1, rng=rng),
+            nnkit.LayerNorm(4),
+            nnkit.Dropout(0.2, rng=np.random.default_rng(7)),
+            nnkit.Dense(4, 2, rng=rng),
+        ),
+        data=_indices,
+    ),
+    LayerCase(
+        "Sequential-dense-batchnorm-dropout",
+        lambda rng: nnkit.Sequential(
+            nnkit.Dense(4, 6, rng=rng),
+            nnkit.BatchNorm1d(6),
+            nnkit.ReLU(),
+            nnkit.Dropout(0.3, rng=np.random.default_rng(8)),
+            nnkit.Dense(6, 2, rng=rng),
+        ),
+        **BATCH_NORM,
+    ),
+]
+LAYERS += NORMALIZATION_AND_DROPOUT
 
 
 def _graph(rng: np.random.Generator) -> nnkit.Module:
@@ -202,6 +316,35 @@ def _log_probs(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
     return np.log(rng.dirichlet(np.ones(4), size=n)), rng.integers(0, 4, size=n)
 
 
+def _logits_indices_ignored(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    pred, target = _logits_indices(rng, n)
+    target[1::3] = -100  # ignore_index
+    return pred, target
+
+
+def _logits_indices_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """(N, C, d1) logits, e.g. a sequence of 3 steps, with targets (N, d1), some ignored."""
+    target = rng.integers(0, 4, size=(n, 3))
+    target[:, 1][::2] = -100
+    return rng.normal(size=(n, 4, 3)) * 3, target
+
+
+def _logits_probs_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """(N, C, H, W) logits with class probabilities of the same shape (classes on axis 1)."""
+    probs = np.moveaxis(rng.dirichlet(np.ones(4), size=(n, 2, 2)), -1, 1)
+    return rng.normal(size=(n, 4, 2, 2)) * 3, probs
+
+
+def _log_probs_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    # C order: gradcheck perturbs pred through reshape(-1), a copy for a non-contiguous array
+    log_p = np.log(np.ascontiguousarray(np.moveaxis(rng.dirichlet(np.ones(4), size=(n, 5)), -1, 1)))
+    target = rng.integers(0, 4, size=(n, 5))
+    target[::2, 0] = 2  # the ignored class of the case below
+    return log_p, target
+
+
+CLASS_WEIGHT = [0.5, 1.0, 2.0, 3.0]
+
 LOSSES = [
     LossCase("MSELoss", nnkit.MSELoss, _regression),
     LossCase("MSELoss-sum", lambda: nnkit.MSELoss(reduction="sum"), _regression),
@@ -227,6 +370,34 @@ LOSSES = [
         _logits_probs,
     ),
     LossCase("NLLLoss", nnkit.NLLLoss, _log_probs),
+    LossCase(
+        "CrossEntropyLoss-weight",
+        lambda: nnkit.CrossEntropyLoss(weight=CLASS_WEIGHT),
+        _logits_indices,
+    ),
+    LossCase("CrossEntropyLoss-ignore_index", nnkit.CrossEntropyLoss, _logits_indices_ignored),
+    LossCase(
+        "CrossEntropyLoss-weight-smoothing-ignore",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.2, weight=CLASS_WEIGHT),
+        _logits_indices_ignored,
+    ),
+    LossCase("CrossEntropyLoss-nd", nnkit.CrossEntropyLoss, _logits_indices_nd),
+    LossCase(
+        "CrossEntropyLoss-nd-weight-smoothing-sum",
+        lambda: nnkit.CrossEntropyLoss("sum", 0.1, weight=CLASS_WEIGHT),
+        _logits_indices_nd,
+    ),
+    LossCase(
+        "CrossEntropyLoss-nd-probs-weight",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.1, weight=CLASS_WEIGHT),
+        _logits_probs_nd,
+    ),
+    LossCase("NLLLoss-weight", lambda: nnkit.NLLLoss(weight=CLASS_WEIGHT), _log_probs),
+    LossCase(
+        "NLLLoss-nd-weight-ignore",
+        lambda: nnkit.NLLLoss(weight=CLASS_WEIGHT, ignore_index=2),
+        _log_probs_nd,
+    ),
 ]
 
 

@@ -13,16 +13,27 @@ from nnkit.layers.activations import (
     Softplus,
     Tanh,
 )
+from nnkit.layers.batchnorm import BatchNorm1d, BatchNorm2d
 from nnkit.layers.dense import Dense
+from nnkit.layers.dropout import Dropout, Dropout2d
+from nnkit.layers.embedding import Embedding
 from nnkit.layers.merge import Add, Concatenate, Multiply
+from nnkit.layers.normalization import GroupNorm, LayerNorm
 
 __all__ = [
     "ELU",
     "GELU",
     "Add",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Concatenate",
     "Dense",
+    "Dropout",
+    "Dropout2d",
+    "Embedding",
+    "GroupNorm",
     "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "LogSoftmax",
     "Multiply",
