@@ -190,7 +190,8 @@ class _ConvNd(_ConvBase):
         )
         geometry.im2col(x, cols)
         weight = self.weight.data.reshape(g, self.out_channels // g, -1)
-        y: Array = np.matmul(weight, cols.reshape(n, g, weight.shape[2], -1))
+        positions = math.prod(geometry.out_size)
+        y: Array = np.matmul(weight, cols.reshape(n, g, weight.shape[2], positions))
         y = y.reshape(n, self.out_channels, *geometry.out_size)
         if self.bias is not None:
             y += self.bias.data.reshape(-1, *(1,) * self._rank)
@@ -201,10 +202,11 @@ class _ConvNd(_ConvBase):
         dy, (x_shape, cols, geometry) = self._accumulate(grad_out)
         n, g = x_shape[0], self.groups
         weight = self.weight.data.reshape(g, self.out_channels // g, -1)
+        positions = math.prod(geometry.out_size)
         dcols = self._work.empty("dcols", cols.shape, cols.dtype)
         np.matmul(
-            weight.transpose(0, 2, 1), dy.reshape(n, g, weight.shape[1], -1),
-            out=dcols.reshape(n, g, weight.shape[2], -1),
+            weight.transpose(0, 2, 1), dy.reshape(n, g, weight.shape[1], positions),
+            out=dcols.reshape(n, g, weight.shape[2], positions),
         )
         return geometry.col2im(dcols, x_shape)
 
@@ -222,13 +224,15 @@ class _ConvNd(_ConvBase):
         x_shape, cols, geometry = cache
         n, g = x_shape[0], self.groups
         dy = self._check_grad_dtype(grad_out, (n, self.out_channels, *geometry.out_size))
-        per_group = dy.reshape(n, g, self.out_channels // g, -1)
-        cols_t = cols.reshape(n, g, -1, per_group.shape[3]).transpose(0, 1, 3, 2)
+        positions = math.prod(geometry.out_size)
+        per_group = dy.reshape(n, g, self.out_channels // g, positions)
+        window = math.prod(self.weight.data.shape[1:])
+        cols_t = cols.reshape(n, g, window, positions).transpose(0, 1, 3, 2)
         self.weight.add_grad_sum(
             np.matmul(per_group, cols_t).reshape(n, *self.weight.data.shape), axis=0
         )
         if self.bias is not None:
-            self.bias.add_grad(dy.reshape(n, self.out_channels, -1).sum(axis=(0, 2)))
+            self.bias.add_grad(dy.reshape(n, self.out_channels, positions).sum(axis=(0, 2)))
         return dy, cache
 
     def get_config(self) -> dict[str, Any]:
@@ -428,9 +432,10 @@ class ConvTranspose2d(_ConvBase):
         cols = self._work.empty(
             "cols", (n, self.out_channels, *self.kernel_size, *x.shape[2:]), x.dtype
         )
+        positions = math.prod(x.shape[2:])
         np.matmul(
-            weight.transpose(0, 2, 1), x.reshape(n, g, weight.shape[1], -1),
-            out=cols.reshape(n, g, weight.shape[2], -1),
+            weight.transpose(0, 2, 1), x.reshape(n, g, weight.shape[1], positions),
+            out=cols.reshape(n, g, weight.shape[2], positions),
         )
         y = geometry.col2im(cols, (n, self.out_channels, *geometry.in_size))
         if self.bias is not None:
@@ -442,7 +447,8 @@ class ConvTranspose2d(_ConvBase):
         dcols, x = self._accumulate(grad_out)
         n, g = x.shape[0], self.groups
         weight = self.weight.data.reshape(g, self.in_channels // g, -1)
-        dx: Array = np.matmul(weight, dcols.reshape(n, g, weight.shape[2], -1))
+        positions = math.prod(x.shape[2:])
+        dx: Array = np.matmul(weight, dcols.reshape(n, g, weight.shape[2], positions))
         return dx.reshape(x.shape)
 
     def accumulate_grad(self, grad_out: Array) -> None:
@@ -460,13 +466,16 @@ class ConvTranspose2d(_ConvBase):
             key=x.shape[2:],
         )
         geometry.im2col(dy, dcols)
-        per_group = x.reshape(n, g, self.in_channels // g, -1)
-        dcols_t = dcols.reshape(n, g, -1, per_group.shape[3]).transpose(0, 1, 3, 2)
+        positions = math.prod(x.shape[2:])
+        per_group = x.reshape(n, g, self.in_channels // g, positions)
+        window = math.prod(self.weight.data.shape[1:])
+        dcols_t = dcols.reshape(n, g, window, positions).transpose(0, 1, 3, 2)
         self.weight.add_grad_sum(
             np.matmul(per_group, dcols_t).reshape(n, *self.weight.data.shape), axis=0
         )
         if self.bias is not None:
-            self.bias.add_grad(dy.reshape(n, self.out_channels, -1).sum(axis=(0, 2)))
+            out_positions = math.prod(geometry.in_size)
+            self.bias.add_grad(dy.reshape(n, self.out_channels, out_positions).sum(axis=(0, 2)))
         return dcols, x
 
     def get_config(self) -> dict[str, Any]:
