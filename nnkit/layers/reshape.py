@@ -118,7 +118,7 @@ class Unflatten(_Reshaping):
         unflattened_size: the sizes it becomes; their product must equal its size.
     """
 
-    def __init__(self, dim: int, unflattened_size: tuple[int, ...]) -> None:
+    def __init__(self, dim: int, unflattened_size: tuple[int, ...] | list[int]) -> None:
         super().__init__()
         self.dim = _int("Unflatten", "dim", dim)
         if self.dim == 0:
