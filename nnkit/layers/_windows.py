@@ -173,20 +173,29 @@ class Windows:
 
     def max_backward(self, x: Array, y: Array, dy: Array) -> Array:
         """dL/dx of ``y = max(x)``: each window's gradient goes to the first element (in scan
-        order) equal to its maximum, as in PyTorch; a window holding NaN passes none."""
+        order) equal to its maximum, as in PyTorch. A window holding NaN passes none, and
+        an infinite ``dy`` makes its window's gradients NaN (``inf * 0``).
+
+        ``rest`` holds what each window has not passed on yet: a tap takes ``rest * hit``
+        and leaves ``rest - taken``, so a later tap that also holds the maximum gets 0.
+        (Multiplying by the mask is several times faster than ``np.copyto(where=...)``.)
+        """
         dx = np.zeros(x.shape, dy.dtype)
-        rest = dy  # the gradient of each window not yet given to an element
+        rest = dy
         last = len(self.taps) - 1
         for k, tap in enumerate(self.taps):
             hit = x[tap.src] == y[tap.dst]
             if self.overlapping:
-                dx[tap.src] += np.where(hit, rest[tap.dst], 0)
-            else:
-                np.copyto(dx[tap.src], rest[tap.dst], where=hit)
+                taken = np.multiply(rest[tap.dst], hit)
+                dx[tap.src] += taken
+            else:  # each input element is under one tap: write into dx directly
+                taken = dx[tap.src]
+                np.multiply(rest[tap.dst], hit, out=taken)
             if k < last:
                 if rest is dy:
                     rest = dy.copy()  # never modify the caller's gradient
-                np.copyto(rest[tap.dst], 0, where=hit)
+                view = rest[tap.dst]
+                np.subtract(view, taken, out=view)
         return dx
 
     def sum_backward(self, g: Array, shape: tuple[int, ...]) -> Array:
