@@ -37,7 +37,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 Array = Any
-Step = Callable[[], None]
+Step = Callable[[], Any]  # returns the gradients it computed, which build() checks
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,8 @@ def floor_conv_step(np: Any, x: Array, w: Array, b: Array, dy: Array, case: Case
             cols[col] = x[src]
         y = np.matmul(w2, cols3)
         y += bias
-        np.matmul(dy3, cols3.transpose(0, 2, 1)).sum(axis=0)  # dL/dweight
-        (dy_rows @ ones).reshape(n, o).sum(axis=0)  # dL/dbias, by GEMV (faster than .sum)
+        dw = np.matmul(dy3, cols3.transpose(0, 2, 1)).sum(axis=0)
+        db = (dy_rows @ ones).reshape(n, o).sum(axis=0)  # by GEMV: faster than .sum
         np.matmul(w2.T, dy3, out=dcols3)
         if first is not None:
             dx = np.empty(x.shape, np.float32)
@@ -137,6 +137,7 @@ def floor_conv_step(np: Any, x: Array, w: Array, b: Array, dy: Array, case: Case
             dx = np.zeros(x.shape, np.float32)
         for col, src in rest:
             dx[src] += dcols[col]
+        return dx, dw, db
 
     return step
 
@@ -173,6 +174,7 @@ def floor_pool_step(np: Any, x: Array, dy: Array, case: Case) -> Step:
             dx[src] += remaining[dst] * (x[src] == y[dst])
         else:
             np.multiply(remaining[dst], x[src] == y[dst], out=dx[src])
+        return (dx,)
 
     return step
 
@@ -183,11 +185,11 @@ def floor_pool_step(np: Any, x: Array, dy: Array, case: Case) -> Step:
 def nnkit_step(layer: Any, x: Array, dy: Array) -> Step:
     params = list(layer.parameters())
 
-    def step() -> None:
+    def step() -> tuple[Array, ...]:
         for param in params:  # as optimizer.zero_grad() does
             param.zero_grad()
         layer(x)
-        layer.backward(dy)
+        return (layer.backward(dy), *(p.grad for p in params))
 
     return step
 
@@ -205,10 +207,11 @@ def torch_step(torch: Any, case: Case, x: Array, w: Array | None, b: Array | Non
             module.weight.copy_(torch.from_numpy(w))
             module.bias.copy_(torch.from_numpy(b))
 
-    def step() -> None:
+    def step() -> tuple[Array, ...]:
         tx.grad = None
         module.zero_grad(set_to_none=True)
         module(tx).backward(tdy)
+        return (tx.grad, *(p.grad for p in module.parameters()))
 
     return step
 
@@ -239,25 +242,15 @@ def build(case: Case, use_torch: bool) -> tuple[dict[str, Step], Callable[[], No
         steps["torch"] = torch_step(torch, case, x, w, b, dy)
 
     def check() -> None:
-        """nnkit's dx against PyTorch's (when present): the timed work is the right work."""
-        layer.zero_grad()
-        layer(x)
-        dx = layer.backward(dy)
-        assert dx.shape == x.shape and dx.dtype == np.float32
-        if use_torch:
-            import torch
-
-            tx = torch.from_numpy(x).requires_grad_(True)
-            if w is None:
-                ty = torch.nn.functional.max_pool2d(tx, case.kernel, case.stride, case.padding)
-            else:
-                conv = (torch.nn.functional.conv2d if case.layer == "Conv2d"
-                        else torch.nn.functional.conv1d)
-                ty = conv(tx, torch.from_numpy(w), torch.from_numpy(b), case.stride,
-                          case.padding)
-            ty.backward(torch.from_numpy(dy))
-            assert tx.grad is not None
-            np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-3, atol=1e-3)
+        """Every implementation computes the same dx, dweight and dbias as nnkit: the timed
+        work is the right work."""
+        expected = steps["nnkit"]()
+        assert expected[0].shape == x.shape and expected[0].dtype == np.float32
+        for name, step in steps.items():
+            for ours, theirs in zip(expected, step(), strict=True):
+                got = theirs.numpy() if hasattr(theirs, "numpy") else theirs
+                np.testing.assert_allclose(got.reshape(ours.shape), ours, rtol=1e-3, atol=1e-3,
+                                           err_msg=name)
 
     return steps, check
 
