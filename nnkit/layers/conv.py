@@ -68,7 +68,7 @@ class _ConvBase(Module):
         self.weight = Parameter(np.zeros(self._weight_shape()), dtype=dtype)
         self.bias = Parameter(np.zeros(self.out_channels), dtype=dtype) if bias else None
         self._work = Workspace()
-        self._windows: tuple[tuple[int, ...], Windows] | None = None  # the last geometry
+        self._last_geometry: tuple[tuple[int, ...], Windows] | None = None
         self.reset_parameters(rng)
 
     def _weight_shape(self) -> tuple[int, ...]:
@@ -104,17 +104,6 @@ class _ConvBase(Module):
             )
         return array
 
-    def _too_small(self, spatial: tuple[int, ...], pads: tuple[tuple[int, int], ...]) -> str:
-        padded = tuple(n + a + b for n, (a, b) in zip(spatial, pads, strict=True))
-        reach = tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation, strict=True))
-        return (
-            f"{self._title()}: the input's spatial size {spatial} padded to {padded} is smaller "
-            f"than the kernel, which spans {reach} with dilation {self.dilation}; use a larger "
-            "input, more padding or a smaller kernel"
-        )
-
-    def _check_grad_dtype(self, grad_out: Any, shape: tuple[int, ...]) -> Array:
-        return self._grad_like(grad_out, shape, self.weight.data.dtype)
 
 
 class _ConvNd(_ConvBase):
@@ -170,7 +159,7 @@ class _ConvNd(_ConvBase):
         return numbers, tuple((p, p) for p in numbers)
 
     def _geometry(self, spatial: tuple[int, ...]) -> Windows:
-        last = self._windows
+        last = self._last_geometry
         if last is not None and last[0] == spatial:
             return last[1]
         out = tuple(
@@ -180,12 +169,20 @@ class _ConvNd(_ConvBase):
             )
         )
         if min(out) < 1:
-            raise ValueError(self._too_small(spatial, self._pads))
+            padded = tuple(n + a + b for n, (a, b) in zip(spatial, self._pads, strict=True))
+            reach = tuple(
+                (k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation, strict=True)
+            )
+            raise ValueError(
+                f"{self._title()}: the input's spatial size {spatial} padded to {padded} is "
+                f"smaller than the kernel, which spans {reach} with dilation {self.dilation}; "
+                "use a larger input, more padding or a smaller kernel"
+            )
         geometry = windows(
             spatial, out, self.kernel_size, self.stride, self.dilation,
             tuple(a for a, _ in self._pads),
         )
-        self._windows = (spatial, geometry)
+        self._last_geometry = (spatial, geometry)
         return geometry
 
     def forward(self, x: Array) -> Array:
@@ -231,7 +228,7 @@ class _ConvNd(_ConvBase):
             raise self._no_cache_error()
         x_shape, cols, geometry = cache
         n, g = x_shape[0], self.groups
-        dy = self._check_grad_dtype(grad_out, (n, self.out_channels, *geometry.out_size))
+        dy = self._grad_like(grad_out, (n, self.out_channels, *geometry.out_size), cols.dtype)
         positions = math.prod(geometry.out_size)
         per_group = dy.reshape(n, g, self.out_channels // g, positions)
         window = math.prod(self.weight.data.shape[1:])
@@ -411,7 +408,7 @@ class ConvTranspose2d(_ConvBase):
         return (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
 
     def _geometry(self, spatial: tuple[int, ...]) -> Windows:
-        last = self._windows
+        last = self._last_geometry
         if last is not None and last[0] == spatial:
             return last[1]
         out = tuple(
@@ -429,7 +426,7 @@ class ConvTranspose2d(_ConvBase):
         # the windows of the Conv2d this layer is the adjoint of: its input has y's size
         geometry = windows(out, spatial, self.kernel_size, self.stride, self.dilation,
                            self.padding)
-        self._windows = (spatial, geometry)
+        self._last_geometry = (spatial, geometry)
         return geometry
 
     def forward(self, x: Array) -> Array:
@@ -468,7 +465,7 @@ class ConvTranspose2d(_ConvBase):
             raise self._no_cache_error()
         x, geometry = self._cache
         n, g = x.shape[0], self.groups
-        dy = self._check_grad_dtype(grad_out, (n, self.out_channels, *geometry.in_size))
+        dy = self._grad_like(grad_out, (n, self.out_channels, *geometry.in_size), x.dtype)
         dcols = self._work.zeros(
             "dcols", (n, self.out_channels, *self.kernel_size, *x.shape[2:]), x.dtype,
             key=x.shape[2:],

@@ -42,7 +42,7 @@ class _Pool(Module):
                 f"{self.kernel_size}, as in PyTorch (else a window could lie wholly in the "
                 "padding)"
             )
-        self._windows: tuple[tuple[int, ...], Windows] | None = None
+        self._last_geometry: tuple[tuple[int, ...], Windows] | None = None
 
     def _title(self) -> str:
         return (
@@ -57,7 +57,7 @@ class _Pool(Module):
                 f"{self._title()} expected input of shape (N, C, {self._axes}), got {x.shape}"
             )
         spatial = x.shape[2:]
-        last = self._windows
+        last = self._last_geometry
         if last is not None and last[0] == spatial:
             return last[1]
         out = tuple(
@@ -73,7 +73,7 @@ class _Pool(Module):
             )
         geometry = windows(spatial, out, self.kernel_size, self.stride, (1,) * self._rank,
                            self.padding)
-        self._windows = (spatial, geometry)
+        self._last_geometry = (spatial, geometry)
         return geometry
 
     def get_config(self) -> dict[str, Any]:
