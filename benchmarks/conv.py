@@ -286,6 +286,11 @@ def fmt(seconds: float) -> str:
     return f"{seconds * 1e6:8.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:8.2f} ms"
 
 
+def load() -> str:
+    """The 1-minute load average: near the core count or above it, the times are noisy."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
+
+
 def blas_info() -> str:
     try:
         from threadpoolctl import threadpool_info
@@ -312,7 +317,7 @@ def run(args: argparse.Namespace, threads: int) -> None:
     print(f"== {threads} thread{'s' if threads > 1 else ''}: nnkit {nnkit.__version__}, numpy "
           f"{np.__version__}, Python {platform.python_version()}, {platform.machine()}, "
           f"{os.cpu_count()} cores")
-    print(f"   BLAS: {blas_info()}")
+    print(f"   BLAS: {blas_info()}; load average at the start: {load()}")
     print(f"   torch: {torch.__version__} ({torch.get_num_threads()} threads)" if use_torch
           else "   torch: not installed (or --no-torch); the PyTorch column is empty")
     header = (f"{'case':42} {'nnkit':>11} {'floor':>11} {'torch':>11} {'nnkit/floor':>11} "
@@ -336,6 +341,7 @@ def run(args: argparse.Namespace, threads: int) -> None:
             f"{fmt(t_torch) if t_torch else '          -'} {t_nn / t_fl:11.2f} "
             f"{t_nn / t_torch if t_torch else float('nan'):11.2f} {f_nn:12.0f}"
         )
+    print(f"load average at the end: {load()} (other processes on a shared machine add noise)")
     print()
 
 
