@@ -283,6 +283,87 @@ ACTIVATIONS = [
         "LogSoftmax",
     }
 ]
+def _cnn(rng: np.random.Generator) -> nnkit.Module:
+    return nnkit.Sequential(
+        nnkit.Conv2d(1, 2, 3, padding=1, rng=rng), nnkit.ReLU(), nnkit.MaxPool2d(2),
+        nnkit.Flatten(), nnkit.Dense(8, 3, rng=rng),
+    )
+
+
+# Small inputs: the finite-difference check costs two forwards per input and weight element.
+CONV_LAYERS = [
+    LayerCase("Conv2d", lambda rng: nnkit.Conv2d(2, 3, 3, rng=rng), (2, 2, 5, 5)),
+    LayerCase(
+        "Conv2d-stride2-nondivisible",  # (6 + 2 - 3) / 2 is not an integer on both axes
+        lambda rng: nnkit.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng), (2, 2, 6, 6),
+    ),
+    LayerCase(
+        "Conv2d-dilation", lambda rng: nnkit.Conv2d(2, 2, 2, dilation=2, padding=1, rng=rng),
+        (2, 2, 5, 4),
+    ),
+    LayerCase(
+        "Conv2d-groups-nobias",
+        lambda rng: nnkit.Conv2d(4, 2, 3, padding=1, groups=2, bias=False, rng=rng),
+        (2, 4, 4, 4),
+    ),
+    LayerCase(
+        "Conv2d-same-even-kernel",  # the odd padding goes at the bottom and right
+        lambda rng: nnkit.Conv2d(2, 2, (2, 4), padding="same", rng=rng), (2, 2, 4, 5),
+    ),
+    LayerCase(
+        "Conv2d-valid-stride-tuple",
+        lambda rng: nnkit.Conv2d(1, 2, (3, 2), stride=(1, 2), padding="valid", rng=rng),
+        (2, 1, 5, 5),
+    ),
+    LayerCase(
+        "Conv2d-tuple-padding",  # padding larger than the kernel's reach on the first axis
+        lambda rng: nnkit.Conv2d(2, 2, 3, stride=(3, 1), padding=(2, 0), rng=rng), (2, 2, 4, 5),
+    ),
+    LayerCase("Conv1d", lambda rng: nnkit.Conv1d(2, 3, 3, padding=1, rng=rng), (3, 2, 7)),
+    LayerCase(
+        "Conv1d-stride-dilation-groups",
+        lambda rng: nnkit.Conv1d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2, rng=rng),
+        (2, 2, 8),
+    ),
+    LayerCase(
+        "Conv1d-same-nobias",
+        lambda rng: nnkit.Conv1d(2, 2, 4, padding="same", bias=False, rng=rng), (2, 2, 6),
+    ),
+    LayerCase(
+        "ConvTranspose2d",
+        lambda rng: nnkit.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, rng=rng),
+        (2, 2, 3, 3),
+    ),
+    LayerCase(
+        "ConvTranspose2d-groups-dilation-nobias",
+        lambda rng: nnkit.ConvTranspose2d(4, 2, 2, groups=2, dilation=2, bias=False, rng=rng),
+        (2, 4, 3, 2),
+    ),
+    LayerCase("MaxPool2d", lambda rng: nnkit.MaxPool2d(2), (2, 2, 5, 5)),
+    LayerCase(
+        "MaxPool2d-overlap-pad", lambda rng: nnkit.MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 6)
+    ),
+    LayerCase("MaxPool1d", lambda rng: nnkit.MaxPool1d(3, 2, 1), (2, 2, 7)),
+    LayerCase("AvgPool2d", lambda rng: nnkit.AvgPool2d(2), (2, 2, 5, 5)),
+    LayerCase(
+        "AvgPool2d-pad",
+        lambda rng: nnkit.AvgPool2d((3, 2), stride=(2, 1), padding=(1, 1)), (2, 2, 5, 4),
+    ),
+    LayerCase("AvgPool1d", lambda rng: nnkit.AvgPool1d(3, 2, 1), (2, 2, 7)),
+    LayerCase("AdaptiveAvgPool2d-1", lambda rng: nnkit.AdaptiveAvgPool2d(1), (2, 3, 4, 5)),
+    LayerCase("AdaptiveAvgPool2d-2x3", lambda rng: nnkit.AdaptiveAvgPool2d((2, 3)), (2, 2, 5, 4)),
+    LayerCase("Flatten", lambda rng: nnkit.Flatten(), (2, 3, 2, 2)),
+    LayerCase("Flatten-middle", lambda rng: nnkit.Flatten(1, 2), (2, 3, 2, 2)),
+    LayerCase("Unflatten", lambda rng: nnkit.Unflatten(1, (2, -1)), (3, 6)),
+    LayerCase("Reshape", lambda rng: nnkit.Reshape(2, 3, -1), (2, 12)),
+    LayerCase("CNN", _cnn, (2, 1, 4, 4)),
+]
+LAYERS += CONV_LAYERS
+
+ACTIVATIONS = [case for case in LAYERS if case.name in {
+    "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus", "SiLU",
+    "Softmax", "LogSoftmax",
+}]
 
 
 @dataclass(frozen=True)
