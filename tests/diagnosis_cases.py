@@ -397,6 +397,36 @@ def _regression() -> Setup:
     return model, nnkit.MSELoss(), X, y, Adam(model.parameters(), lr=1e-2)
 
 
+def _digits_cnn() -> Setup:
+    import pytest
+
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = (digits.images / 16.0).astype(np.float32)[:, None]
+    r = rng(11)
+    model = nnkit.Sequential(
+        nnkit.Conv2d(1, 16, 3, padding=1, rng=r), nnkit.BatchNorm2d(16), nnkit.ReLU(),
+        nnkit.MaxPool2d(2),
+        nnkit.Conv2d(16, 32, 3, padding=1, rng=r), nnkit.BatchNorm2d(32), nnkit.ReLU(),
+        nnkit.MaxPool2d(2), nnkit.Flatten(), nnkit.Dropout(0.25, rng=r),
+        nnkit.Dense(128, 10, rng=r),
+    )  # fmt: skip
+    opt = Adam(model.parameters(), lr=3e-3)
+    return model, nnkit.CrossEntropyLoss(), X, digits.target, opt
+
+
+def _batchnorm_dropout_mlp() -> Setup:
+    r = rng(12)
+    model = nnkit.Sequential(
+        nnkit.Dense(2, 64, rng=r), nnkit.BatchNorm1d(64), nnkit.ReLU(), nnkit.Dropout(0.2, rng=r),
+        nnkit.Dense(64, 64, rng=r), nnkit.BatchNorm1d(64), nnkit.ReLU(),
+        nnkit.Dense(64, 3, rng=r),
+    )  # fmt: skip
+    return classify(model, *spirals_data())
+
+
 HEALTHY: list[tuple[str, Callable[[], Setup]]] = [
     ("the XOR recipe", _xor_recipe),
     ("spirals MLP with Adam", _spirals),
@@ -407,4 +437,6 @@ HEALTHY: list[tuple[str, Callable[[], Setup]]] = [
     ("two-branch Graph", _two_branch_graph),
     ("a net with running statistics and noise", _stateful_net),
     ("a regression with MSELoss", _regression),
+    ("the digits CNN", _digits_cnn),
+    ("an MLP with BatchNorm and Dropout", _batchnorm_dropout_mlp),
 ]
