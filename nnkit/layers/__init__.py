@@ -13,22 +13,38 @@ from nnkit.layers.activations import (
     Softplus,
     Tanh,
 )
+from nnkit.layers.attention import MultiheadAttention
 from nnkit.layers.dense import Dense
 from nnkit.layers.merge import Add, Concatenate, Multiply
+from nnkit.layers.recurrent import GRU, LSTM, RNN
+from nnkit.layers.sequence import (
+    LastTimeStep,
+    PositionalEmbedding,
+    SequenceOutput,
+    SinusoidalPositionalEncoding,
+)
 
 __all__ = [
     "ELU",
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "Add",
     "Concatenate",
     "Dense",
     "Identity",
+    "LastTimeStep",
     "LeakyReLU",
     "LogSoftmax",
+    "MultiheadAttention",
     "Multiply",
+    "PositionalEmbedding",
     "ReLU",
+    "SequenceOutput",
     "SiLU",
     "Sigmoid",
+    "SinusoidalPositionalEncoding",
     "Softmax",
     "Softplus",
     "Tanh",
