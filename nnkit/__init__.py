@@ -2,39 +2,30 @@
 
 Layers own their parameters, caches and gradients; containers chain them; losses return a
 float and their gradient; optimizers update parameters in place. See docs/architecture.md.
+
+Every layer in ``nnkit.layers.__all__`` and every loss in ``nnkit.losses.__all__`` is
+re-exported here, so a new layer is listed once, in its package.
 """
 
-from nnkit import callbacks, data, datasets, functional, init, metrics, optim, testing
+from nnkit import (
+    callbacks,
+    data,
+    datasets,
+    functional,
+    init,
+    layers,
+    losses,
+    metrics,
+    optim,
+    testing,
+)
+from nnkit._gradcheck import GradcheckError, gradcheck
+from nnkit._summary import summary
+from nnkit._version import __version__
 from nnkit.containers import Concat, Container, Parallel, Residual, Sequential
-from nnkit.gradcheck import GradcheckError, gradcheck
 from nnkit.graph import Graph
-from nnkit.layers import (
-    ELU,
-    GELU,
-    Add,
-    Concatenate,
-    Dense,
-    Identity,
-    LeakyReLU,
-    LogSoftmax,
-    Multiply,
-    ReLU,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Softplus,
-    Tanh,
-)
-from nnkit.losses import (
-    BCELoss,
-    BCEWithLogitsLoss,
-    CrossEntropyLoss,
-    HuberLoss,
-    L1Loss,
-    Loss,
-    MSELoss,
-    NLLLoss,
-)
+from nnkit.layers import *  # noqa: F403 - every layer, listed once in nnkit.layers.__all__
+from nnkit.losses import *  # noqa: F403 - every loss, listed once in nnkit.losses.__all__
 from nnkit.module import Module
 from nnkit.parameter import Buffer, Parameter
 from nnkit.serialization import (
@@ -54,50 +45,24 @@ from nnkit.serialization import (
     save_safetensors,
     save_weights,
 )
-from nnkit.summary import summary
 from nnkit.training import History, evaluate, fit, predict
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "ELU",
-    "GELU",
-    "Add",
-    "BCELoss",
-    "BCEWithLogitsLoss",
     "Buffer",
     "Concat",
-    "Concatenate",
     "Container",
     "CorruptFileError",
-    "CrossEntropyLoss",
-    "Dense",
     "FormatVersionError",
     "GradcheckError",
     "Graph",
     "History",
-    "HuberLoss",
-    "Identity",
-    "L1Loss",
-    "LeakyReLU",
-    "LogSoftmax",
-    "Loss",
-    "MSELoss",
     "Module",
-    "Multiply",
-    "NLLLoss",
     "Parallel",
     "Parameter",
-    "ReLU",
     "Residual",
     "Sequential",
     "SerializationError",
-    "SiLU",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
     "StateMismatchError",
-    "Tanh",
     "UnregisteredModuleError",
     "UnsafeFileError",
     "__version__",
@@ -109,10 +74,12 @@ __all__ = [
     "functional",
     "gradcheck",
     "init",
+    "layers",
     "load",
     "load_checkpoint",
     "load_safetensors",
     "load_weights",
+    "losses",
     "metrics",
     "optim",
     "predict",
@@ -124,3 +91,6 @@ __all__ = [
     "summary",
     "testing",
 ]
+
+__all__ += layers.__all__
+__all__ += losses.__all__

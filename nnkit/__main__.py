@@ -12,9 +12,9 @@ import time
 import numpy as np
 
 import nnkit
+from nnkit._summary import summary
 from nnkit.datasets import spirals
 from nnkit.optim import SGD, Adam
-from nnkit.summary import summary
 from nnkit.training import evaluate, fit
 
 

@@ -27,6 +27,7 @@ import string
 import warnings
 from typing import Any, Literal
 
+from nnkit._types import Logs
 from nnkit.module import Array, Module
 from nnkit.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from nnkit.optim.optimizer import Optimizer
@@ -42,7 +43,6 @@ __all__ = [
     "TerminateOnNaN",
 ]
 
-Logs = dict[str, float]
 Mode = Literal["auto", "min", "max"]
 
 

@@ -6,7 +6,7 @@ import importlib
 import os
 from typing import Any
 
-from nnkit.callbacks import Logs
+from nnkit._types import Logs
 
 __all__ = ["History"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from nnkit.callbacks import Logs
+from nnkit._types import Logs
 
 __all__ = ["Reporter", "load_tqdm", "reporter"]
 

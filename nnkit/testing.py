@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nnkit.gradcheck import (
+from nnkit._gradcheck import (
     DEFAULT_MAX_ELEMENTS,
+    GradcheckError,
     as_inputs,
     differentiable,
     gradcheck,
@@ -38,7 +39,7 @@ from nnkit.gradcheck import (
 from nnkit.losses import Loss
 from nnkit.module import Array, Module
 
-__all__ = ["ConformanceError", "check_module"]
+__all__ = ["ConformanceError", "GradcheckError", "check_module", "gradcheck"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

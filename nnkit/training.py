@@ -4,10 +4,13 @@
 
     for each epoch:                          # batches from nnkit.data.DataLoader(X, y, rng=rng)
         for xb, yb in loader:
-            optimizer.zero_grad()
-            pred = model(xb); loss = loss_fn(pred, yb)
-            model.accumulate_grad(loss_fn.backward()); optimizer.step()
+            loss, pred = train_step(model, loss_fn, optimizer, xb, yb)
         evaluate on validation_data          # in eval mode
+
+where the default :func:`train_step` is ``optimizer.zero_grad()``, ``pred = model(xb)``,
+``loss = loss_fn(pred, yb)``, ``model.accumulate_grad(loss_fn.backward())``,
+``optimizer.step()``; pass your own for gradient clipping, accumulation over micro-batches or
+a custom loss.
 
 and records, per epoch, the loss and the metrics on the training batches and on the
 validation data. docs/training.md describes the workflow; this module's docstrings the details.
@@ -19,13 +22,14 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from nnkit._checks import check_int
-from nnkit.callbacks import Callback, Logs
+from nnkit._types import Logs
+from nnkit.callbacks import Callback
 from nnkit.data import DataLoader
 from nnkit.history import History
 from nnkit.losses import HuberLoss, L1Loss, MSELoss
@@ -34,7 +38,7 @@ from nnkit.module import Array, Module
 from nnkit.optim.optimizer import Optimizer
 from nnkit.progress import Reporter, reporter
 
-__all__ = ["History", "LossFunction", "evaluate", "fit", "predict"]
+__all__ = ["History", "LossFunction", "TrainStep", "evaluate", "fit", "predict", "train_step"]
 
 _DEFAULT_METRICS: tuple[str, ...] = ("accuracy",)
 """The default of ``metrics=`` in fit and evaluate (compared by identity: see _resolve_metrics)."""
@@ -54,6 +58,37 @@ class LossFunction(Protocol):
     def backward(self) -> Array: ...
 
 
+class TrainStep(Protocol):
+    """One optimisation step on a batch: ``step(model, loss_fn, optimizer, xb, yb)``.
+
+    Returns ``(loss, pred)``: the batch's loss as a float and the predictions the metrics are
+    computed on (any array of the model's output for the whole batch).
+    """
+
+    def __call__(
+        self, model: Module, loss_fn: LossFunction, optimizer: Optimizer, xb: Array, yb: Array
+    ) -> tuple[float, Any]: ...
+
+
+def train_step(
+    model: Module, loss_fn: LossFunction, optimizer: Optimizer, xb: Array, yb: Array
+) -> tuple[float, Any]:
+    """The step :func:`fit` takes on every batch by default; returns ``(loss, pred)``.
+
+    ``optimizer.zero_grad()``; ``pred = model(xb)``; ``loss = loss_fn(pred, yb)``;
+    ``model.accumulate_grad(loss_fn.backward())`` (backward's parameter gradients without the
+    unused gradient of the data); ``optimizer.step()``. Write your own with the same
+    signature to clip gradients (``nnkit.optim.clip_grad_norm_`` between the backward and the
+    step) or to accumulate gradients over micro-batches; docs/training.md shows both.
+    """
+    optimizer.zero_grad()
+    pred = model(xb)
+    loss = float(loss_fn(pred, yb))
+    model.accumulate_grad(loss_fn.backward())
+    optimizer.step()
+    return loss, pred
+
+
 # -- fit -----------------------------------------------------------------------------------------
 def fit(
     model: Module,
@@ -70,16 +105,25 @@ def fit(
     shuffle: bool = True,
     rng: np.random.Generator | None = None,
     verbose: int = 1,
+    train_step: TrainStep = train_step,
+    on_interrupt: Literal["raise", "return"] = "raise",
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch steps.
 
-    Every batch: ``optimizer.zero_grad()``, ``pred = model(xb)``, ``loss = loss_fn(pred, yb)``,
-    the metrics on ``(pred, yb)``, ``model.accumulate_grad(loss_fn.backward())`` (backward's
-    parameter gradients without the unused gradient of the data), ``optimizer.step()``.
+    Every batch: ``loss, pred = train_step(model, loss_fn, optimizer, xb, yb)`` (by default
+    :func:`train_step`: ``optimizer.zero_grad()``, ``pred = model(xb)``,
+    ``loss = loss_fn(pred, yb)``, ``model.accumulate_grad(loss_fn.backward())``,
+    ``optimizer.step()``), then the metrics on ``(pred, yb)``.
     Batches come from ``nnkit.data.DataLoader(X, y, batch_size=batch_size, shuffle=shuffle,
     rng=rng)``: every sample once per epoch, so a seeded ``rng`` (and a seeded model) gives the
-    same History bit for bit. The model trains in training mode; validation runs
-    :func:`evaluate` in eval mode after each epoch.
+    same History bit for bit.
+
+    Modes: the model trains with the training flags it has when fit starts, so a module the
+    user froze (``model[2].eval()`` on a model in training mode: a BatchNorm whose statistics
+    stay fixed) stays in eval mode; a model that is wholly in eval mode when fit starts
+    (``model.training`` False) is switched to training mode, all of it. Validation runs
+    :func:`evaluate` in eval mode after each epoch, and then the training flags are put back.
+    When fit returns or raises, every module has the flag it had when fit was called.
 
     Epoch values: the training loss of an epoch is the mean of its batch losses weighted by
     batch size, ``sum_b n_b * loss_b / N``, which for a ``"mean"`` loss is the mean loss over
@@ -87,11 +131,12 @@ def fit(
     training metrics are averaged the same way; validation values are computed by
     :func:`evaluate` with the weights at the end of the epoch.
 
-    Interruption: a KeyboardInterrupt (Ctrl-C) anywhere in the loop ends training without an
-    exception: fit warns (``RuntimeWarning``), sets ``History.interrupted``, calls
-    ``on_train_end`` and returns the History of the complete epochs (the unfinished epoch is
-    left out). The model keeps the weights of its last optimizer step. When fit returns or
-    raises, every module of the model has the training flag it had when fit was called.
+    Interruption: a KeyboardInterrupt (Ctrl-C) anywhere in the loop ends training: fit sets
+    ``History.interrupted``, restores the modes, calls ``on_train_end`` with the last complete
+    epoch's values, and then re-raises the KeyboardInterrupt (so ``for lr in grid: fit(...)``
+    stops at Ctrl-C), with the History of the complete epochs as the exception's ``history``
+    attribute. With ``on_interrupt="return"`` fit instead warns (``RuntimeWarning``) and
+    returns that History. The model keeps the weights of its last optimizer step.
 
     Args:
         model: the model to train.
@@ -114,6 +159,9 @@ def fit(
         verbose: 0 silent; 1 a live progress bar per epoch when tqdm is installed (the
             optional extra ``progress``: ``pip install ".[progress]"`` from the nnkit
             checkout), else one line per epoch; 2 one line per epoch.
+        train_step: the step taken on every batch (see :class:`TrainStep`).
+        on_interrupt: ``"raise"`` (re-raise a KeyboardInterrupt after cleaning up) or
+            ``"return"`` (return the History of the complete epochs).
 
     Returns:
         The :class:`History`.
@@ -126,12 +174,16 @@ def fit(
             model's parameters, lengths that differ, an empty X, NaN or inf in X or in a float
             y, ``batch_size`` < 1, ``epochs`` < 0, an unknown metric, targets that an
             ``"accuracy"`` metric cannot read as classes (e.g. regression values), a callback
-            monitoring a value fit does not log. A metric that fails on a batch raises before
-            that batch's optimizer step, so a metric that cannot read the first batch leaves
-            the model unchanged.
+            monitoring a value fit does not log. Metrics run on each batch's predictions after
+            its step; the targets of the built-in accuracy are checked before training, and a
+            metric that cannot read the model's output raises on the first batch.
     """
     _check_model(model, "fit")
     _check_loss(loss_fn, "fit", backward=True)
+    if not callable(train_step):
+        raise TypeError(f"fit: train_step must be callable, got {type(train_step).__name__}")
+    if on_interrupt not in ("raise", "return"):
+        raise ValueError(f"fit: on_interrupt must be 'raise' or 'return', got {on_interrupt!r}")
     _check_optimizer(optimizer, model)
     epochs = check_int("epochs", epochs, 0)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -173,7 +225,11 @@ def fit(
     history = History()
     progress = reporter(verbose, epochs, len(loader))
     modes = _modes(model)
+    if not model.training:
+        model.train()
+    training_modes = _modes(model)
     epoch = 0
+    interrupt: KeyboardInterrupt | None = None
     try:
         for callback in callbacks:
             callback.on_train_begin({})
@@ -182,7 +238,10 @@ def fit(
                 callback.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             start = time.perf_counter()
-            logs = _train_epoch(model, loss_fn, optimizer, loader, metric_fns, callbacks, progress)
+            _restore_modes(training_modes)
+            logs = _train_epoch(
+                model, loss_fn, optimizer, loader, metric_fns, callbacks, progress, train_step
+            )
             if logs is None:  # stopped by a callback in the middle of the epoch
                 break
             if val is not None:
@@ -194,10 +253,20 @@ def fit(
                 callback.on_epoch_end(epoch, dict(logs))
             if any(callback.stop_training for callback in callbacks):
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         history.interrupted = True
+        interrupt = exc
+    finally:
         progress.close()
+        _restore_modes(modes)
+    last = {key: values[-1] for key, values in history.history.items()}
+    for callback in callbacks:
+        callback.on_train_end(dict(last))
+    if interrupt is not None:
         done = len(history.epoch)
+        if on_interrupt == "raise":
+            interrupt.history = history  # type: ignore[attr-defined]
+            raise interrupt
         warnings.warn(
             f"training interrupted (KeyboardInterrupt) during epoch {epoch + 1}/{epochs}; fit "
             f"returns the History of the {done} complete epoch{'' if done == 1 else 's'}. The "
@@ -206,12 +275,6 @@ def fit(
             RuntimeWarning,
             stacklevel=2,
         )
-    finally:
-        progress.close()
-        _restore_modes(modes)
-    last = {key: values[-1] for key, values in history.history.items()}
-    for callback in callbacks:
-        callback.on_train_end(dict(last))
     return history
 
 
@@ -223,20 +286,17 @@ def _train_epoch(
     metric_fns: dict[str, Metric],
     callbacks: list[Callback],
     progress: Reporter,
+    step: TrainStep,
 ) -> Logs | None:
-    """One pass over ``loader`` in training mode: the epoch's training values (batch values
-    weighted by batch size), or None when a callback stopped training after a batch."""
-    model.train()
+    """One pass over ``loader``: the epoch's training values (batch values weighted by batch
+    size), or None when a callback stopped training after a batch."""
     totals = dict.fromkeys(["loss", *metric_fns], 0.0)
     seen = 0
     for batch, (xb, yb) in enumerate(loader):
-        optimizer.zero_grad()
-        pred = model(xb)
-        batch_logs = {"loss": float(loss_fn(pred, yb))}
+        loss, pred = step(model, loss_fn, optimizer, xb, yb)
+        batch_logs = {"loss": float(loss)}
         for name, metric in metric_fns.items():
             batch_logs[name] = float(metric(pred, yb))
-        model.accumulate_grad(loss_fn.backward())
-        optimizer.step()
         n = len(xb)
         seen += n
         for key, value in batch_logs.items():

@@ -30,3 +30,46 @@ def test_py_typed_is_shipped_and_version_matches() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     match = re.search(r'^version = "([^"]+)"', pyproject, flags=re.M)
     assert match is not None and match.group(1) == nnkit.__version__
+
+
+def test_no_function_shadows_a_module_of_the_same_name() -> None:
+    import sys
+
+    for name in nnkit.__all__:
+        value = getattr(nnkit, name)
+        if callable(value) and not isinstance(value, type):
+            module = sys.modules.get(f"nnkit.{name}")
+            assert module is None, f"nnkit.{name} is a function shadowing the module {module}"
+    assert nnkit.testing.GradcheckError is nnkit.GradcheckError
+    assert nnkit.testing.gradcheck is nnkit.gradcheck
+
+
+def test_every_layer_and_loss_is_exported_once_from_its_package() -> None:
+    assert set(nnkit.layers.__all__) <= set(nnkit.__all__)
+    assert set(nnkit.losses.__all__) <= set(nnkit.__all__)
+    assert len(nnkit.__all__) == len(set(nnkit.__all__))
+
+
+@pytest.mark.parametrize(
+    "path, forbidden",
+    [
+        ("nnkit/history.py", ("nnkit.callbacks", "nnkit.serialization")),
+        ("nnkit/progress.py", ("nnkit.callbacks", "nnkit.serialization")),
+        ("nnkit/serialization/archive.py", ("nnkit",)),  # the package root, for the version
+    ],
+)
+def test_small_modules_import_only_what_they_need(path: str, forbidden: tuple[str, ...]) -> None:
+    import ast
+
+    tree = ast.parse((ROOT / path).read_text())
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert not imported & set(forbidden), f"{path} imports {imported & set(forbidden)}"

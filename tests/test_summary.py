@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import nnkit
+from nnkit._summary import summary
 from nnkit.parameter import Parameter
-from nnkit.summary import summary
 
 
 class Scaled(nnkit.Module):
@@ -182,3 +182,42 @@ def test_nnkit_summary_is_the_function_and_the_docs_say_so() -> None:
             obj = getattr(obj, part)
         assert isinstance(obj, types.ModuleType), f"{dotted} is listed as a module but is {obj!r}"
     assert "nnkit.summary(model, input_shape)" in doc
+
+
+def test_buffers_count_as_non_trainable_and_integer_inputs_take_a_dtype() -> None:
+    from stateful_layers import Center
+
+    class Lookup(nnkit.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = Parameter(np.zeros((10, 4)))
+
+        def forward(self, ids: Any) -> Any:
+            return self.table.data[np.asarray(ids)]
+
+    model = nnkit.Sequential(Lookup(), Center(4), nnkit.Dense(4, 2, rng=rng()))
+    text = summary(model, (), dtype=np.int64)
+    assert "Trainable params: 50" in text and "Non-trainable params: 4" in text
+    assert "Total params: 54" in text
+    assert re.search(r"1 \(Center\)\s+\(None, 4\)\s+4", text)
+
+
+def test_several_inputs_and_outputs_show_every_shape() -> None:
+    graph = nnkit.Graph(
+        inputs=["a", "b"],
+        nodes={
+            "ha": (nnkit.Dense(3, 2, rng=rng()), "a"),
+            "sum": (nnkit.Add(), ["ha", "b"]),
+            "out": (nnkit.Parallel(nnkit.Tanh()), "sum"),
+        },
+        outputs=["out:0", "sum"],
+    )
+    text = summary(graph, [(3,), (2,)])
+    assert "Input shape: [(None, 3), (None, 2)]" in text
+    assert re.search(r"out\.0 \(Tanh\)\s+\(None, 2\)", text)
+    assert "out:0" not in text
+
+
+def test_time_major_batch_axis_is_shown_where_it_is() -> None:
+    text = summary(nnkit.Sequential(nnkit.Tanh()), (7, 3), batch_axis=1)
+    assert "(7, None, 3)" in text

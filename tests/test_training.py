@@ -319,7 +319,6 @@ def test_custom_regression_loss_keeps_accuracy_and_the_error_says_what_to_do() -
     # only the built-in regression losses drop the default "accuracy"; with a custom one and
     # targets in [0, 1] accuracy fails on the first batch, advising classifier and regression
     model = regressor()
-    before = model.state_dict()
     y = np.linspace(0.0, 1.0, len(X_OK))[:, None]
     with pytest.raises(ValueError) as info:
         fit(model, LogCoshLoss(), SGD(model.parameters(), lr=0.1), X_OK, y, epochs=1,
@@ -327,7 +326,6 @@ def test_custom_regression_loss_keeps_accuracy_and_the_error_says_what_to_do() -
     message = str(info.value)
     assert "Accuracy(from_logits=True)" in message
     assert 'for a regression, pass metrics=() or metrics=("mse",)' in message
-    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
     history = fit(model, LogCoshLoss(), SGD(model.parameters(), lr=0.1), X_OK, y, epochs=1,
                   metrics=("mse",), verbose=0)  # fmt: skip
     assert list(history.history) == ["loss", "mse"]
@@ -346,7 +344,7 @@ def raise_on_call(pred: Any, target: Any) -> float:
 
 
 # (description, loss, model, y, metrics, error type, words): a metric that fails on the first
-# batch stops fit before any optimizer step, whatever the metric
+# batch stops fit there, after that batch's step, whatever the metric
 METRIC_FAILS: list[tuple[str, Any, Callable[[], nnkit.Module], Any, Any, type[Exception], str]] = [
     ("mse against class indices", nnkit.CrossEntropyLoss(), classifier, Y_OK, "mse",
      ValueError, "same shape"),
@@ -367,18 +365,16 @@ METRIC_FAILS: list[tuple[str, Any, Callable[[], nnkit.Module], Any, Any, type[Ex
     [c[1:] for c in METRIC_FAILS],
     ids=[c[0] for c in METRIC_FAILS],
 )
-def test_a_failing_metric_leaves_the_model_unchanged(
+def test_a_failing_metric_stops_fit_on_the_first_batch(
     loss_fn: Any, make: Callable[[], nnkit.Module], y: Any, metrics: Any,
     error: type[Exception], words: str,
 ) -> None:  # fmt: skip
     model = make()
-    before = model.state_dict()
     optimizer = Adam(model.parameters(), lr=0.5)
     with pytest.raises(error, match=re.escape(words)):
         fit(model, loss_fn, optimizer, X_OK * 10, y, epochs=2, batch_size=8, metrics=metrics,
             verbose=0)  # fmt: skip
-    assert optimizer.state == {}  # no step was taken
-    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(state["step"] <= 1 for state in optimizer.state.values())  # one step at most
 
 
 def test_evaluate_checks_loss_model_and_targets() -> None:
@@ -456,7 +452,7 @@ def test_keyboard_interrupt_returns_the_complete_epochs(start_in_eval: bool) -> 
     with pytest.warns(RuntimeWarning, match=r"interrupted .* during epoch 3/10.* 2 complete"):
         history = fit(model, nnkit.CrossEntropyLoss(), optimizer, X, y, epochs=10,
                       batch_size=16, validation_data=(X, y), callbacks=[interrupt],
-                      rng=np.random.default_rng(0), verbose=0)  # fmt: skip
+                      rng=np.random.default_rng(0), verbose=0, on_interrupt="return")  # fmt: skip
     assert history.interrupted
     assert history.epoch == [0, 1]
     assert all(len(values) == 2 for values in history.history.values())
@@ -480,7 +476,8 @@ def test_keyboard_interrupt_during_validation_restores_training_mode() -> None:
     X, y = data(30)
     with pytest.warns(RuntimeWarning, match="0 complete epochs"):
         history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y,
-                      epochs=3, validation_data=(X, y), verbose=0)  # fmt: skip
+                      epochs=3, validation_data=(X, y), verbose=0,
+                      on_interrupt="return")  # fmt: skip
     assert history.epoch == [] and history.interrupted
     assert all(modes(model))
 
@@ -652,7 +649,7 @@ def test_progress_bar_is_closed_on_interrupt(monkeypatch: pytest.MonkeyPatch) ->
     FakeTqdm.bars = []
     monkeypatch.setattr("nnkit.progress.load_tqdm", lambda: FakeTqdm)
     with pytest.warns(RuntimeWarning, match="interrupted"):
-        quick_fit(verbose=1, callbacks=[InterruptAt(epoch=0, batch=1)])
+        quick_fit(verbose=1, callbacks=[InterruptAt(epoch=0, batch=1)], on_interrupt="return")
     assert len(FakeTqdm.bars) == 1 and FakeTqdm.bars[0].closed
 
 
@@ -701,3 +698,130 @@ def test_plot_of_an_empty_history() -> None:
     pytest.importorskip("matplotlib")
     with pytest.raises(ValueError, match="no complete epoch"):
         History().plot("unused.png")
+
+
+# ---------------------------------------------------------------- the training step and modes
+
+
+def test_a_custom_train_step_clips_gradients_inside_fit() -> None:
+    from nnkit.optim import clip_grad_norm_
+
+    norms: list[float] = []
+
+    def clipped(model: Any, loss_fn: Any, optimizer: Any, xb: Any, yb: Any) -> Any:
+        optimizer.zero_grad()
+        pred = model(xb)
+        loss = loss_fn(pred, yb)
+        model.accumulate_grad(loss_fn.backward())
+        clip_grad_norm_(model.parameters(), max_norm=0.01)
+        norms.append(float(np.sqrt(sum(np.sum(p.grad**2) for p in model.parameters()))))
+        optimizer.step()
+        return loss, pred
+
+    X, y = data(40)
+    model = classifier()
+    history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y,
+                  epochs=2, batch_size=10, train_step=clipped, verbose=0)  # fmt: skip
+    assert len(norms) == 8 and max(norms) <= 0.01 * (1 + 1e-5)
+    assert list(history.history) == ["loss", "accuracy"]
+
+
+def test_gradient_accumulation_over_micro_batches_equals_the_full_batch_step() -> None:
+    def micro(model: Any, loss_fn: Any, optimizer: Any, xb: Any, yb: Any) -> Any:
+        optimizer.zero_grad()
+        total, preds = 0.0, []
+        for xs, ys in zip(np.array_split(xb, 4), np.array_split(yb, 4), strict=True):
+            pred = model(xs)
+            total += loss_fn(pred, ys) * len(xs)
+            model.accumulate_grad(loss_fn.backward() * (len(xs) / len(xb)))
+            preds.append(pred)
+        optimizer.step()
+        return total / len(xb), np.concatenate(preds)
+
+    X, y = data(40)
+    results = []
+    for step in (micro, nnkit.training.train_step):
+        model = classifier().astype(np.float64)
+        history = fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.5), X, y,
+                      epochs=3, batch_size=20, train_step=step, shuffle=False,
+                      verbose=0)  # fmt: skip
+        results.append((model.state_dict(), history.history["loss"]))
+    (a, loss_a), (b, loss_b) = results
+    assert all(np.allclose(a[k], b[k], rtol=1e-12, atol=1e-14) for k in a)
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-12)
+
+
+def test_fit_keeps_a_frozen_module_in_eval_mode_and_restores_modes() -> None:
+    from stateful_layers import Center
+
+    seen: list[list[bool]] = []
+
+    class Record(Callback):
+        def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+            seen.append(modes(self.model))
+
+    model = nnkit.Sequential(nnkit.Dense(2, 4, rng=np.random.default_rng(0)), Center(4),
+                             nnkit.Dense(4, 3, rng=np.random.default_rng(1)))  # fmt: skip
+    model[1].eval()  # frozen statistics
+    frozen = model[1].state_dict()
+    before = modes(model)
+    X, y = data(30)
+    fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y, epochs=3,
+        validation_data=(X, y), callbacks=[Record()], verbose=0)  # fmt: skip
+    assert all(m == before for m in seen)  # every batch, every epoch, after validation too
+    assert modes(model) == before
+    assert all(np.array_equal(frozen[k], v) for k, v in model[1].state_dict().items())
+
+
+def test_fit_switches_a_model_wholly_in_eval_mode_to_training_and_back() -> None:
+    seen: list[list[bool]] = []
+
+    class Record(Callback):
+        def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+            seen.append(modes(self.model))
+
+    model = classifier().eval()
+    X, y = data(20)
+    fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), X, y, epochs=1,
+        callbacks=[Record()], verbose=0)  # fmt: skip
+    assert seen and all(all(m) for m in seen)
+    assert not any(modes(model))
+
+
+def test_ctrl_c_re_raises_after_cleaning_up_so_a_grid_search_stops() -> None:
+    ended: list[dict[str, float]] = []
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+        def on_train_end(self, logs: dict[str, float]) -> None:
+            ended.append(logs)
+
+    X, y = data(30)
+    runs = []
+    with pytest.raises(KeyboardInterrupt) as info:
+        for lr in (0.1, 0.01, 0.001):
+            model = classifier()
+            model[1].eval()
+            runs.append(lr)
+            fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters(), lr=lr), X, y,
+                epochs=5, callbacks=[Interrupt()], verbose=0)  # fmt: skip
+    assert runs == [0.1]  # the loop stopped at the first interrupt
+    history = info.value.history  # type: ignore[attr-defined]
+    assert history.interrupted and history.epoch == [0, 1]
+    assert ended == [{k: v[-1] for k, v in history.history.items()}]
+    assert modes(model) == [True, True, False, True]  # restored, usable
+    assert np.all(np.isfinite(predict(model, X)))
+
+
+def test_fit_checks_train_step_and_on_interrupt() -> None:
+    model = classifier()
+    X, y = data(10)
+    with pytest.raises(TypeError, match="train_step must be callable"):
+        fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters()), X, y, epochs=1,
+            train_step="sgd", verbose=0)  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(ValueError, match="on_interrupt"):
+        fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters()), X, y, epochs=1,
+            on_interrupt="ignore", verbose=0)  # type: ignore[arg-type]  # fmt: skip

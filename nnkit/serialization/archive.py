@@ -311,7 +311,7 @@ def _read_header(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         writer = header.get("nnkit_version")
         by = f" (written by nnkit {writer})" if type(writer) is str else ""
-        from nnkit import __version__
+        from nnkit._version import __version__
 
         raise FormatVersionError(
             f"{path} uses nnkit file format version {version}{by}, but this nnkit "
@@ -400,7 +400,7 @@ _READER = {
 
 def new_header(kind: str, **fields: Any) -> dict[str, Any]:
     """A header of the current version and ``kind``, with ``fields`` (:data:`KIND_KEYS` [kind])."""
-    from nnkit import __version__
+    from nnkit._version import __version__
 
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": kind}
     return {**header, "nnkit_version": __version__, **fields}
