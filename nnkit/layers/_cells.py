@@ -111,7 +111,7 @@ class Cell:
         """``x @ W.T + b`` for all steps at once, into this cell's (T, N, G) workspace."""
         t, n, features = x.shape
         acts = self.ws.get((self.key, "acts"), (t, n, w_ih_t.shape[1]), x.dtype)
-        np.matmul(x.reshape(t * n, features), w_ih_t, out=acts.reshape(t * n, -1))
+        np.matmul(x.reshape(t * n, features), w_ih_t, out=acts.reshape(t * n, acts.shape[2]))
         if bias is not None:
             acts += bias
         return acts
