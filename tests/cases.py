@@ -27,9 +27,13 @@ class LayerCase:
     batch_independent: bool | str = True
     options: dict[str, Any] = field(default_factory=dict)
     more_inputs: tuple[tuple[int, ...], ...] = ()
+    data: Callable[[np.random.Generator], tuple[Any, ...]] | None = None
+    """Builds the inputs instead of normal draws of the shapes (integer indices, say)."""
 
     def inputs(self, rng: np.random.Generator) -> tuple[Any, ...]:
-        """Random inputs of the case's shapes."""
+        """Random inputs of the case's shapes (or from ``data``)."""
+        if self.data is not None:
+            return self.data(rng)
         shapes = (self.in_shape, *self.more_inputs)
         return tuple(rng.normal(size=shape) for shape in shapes)
 
@@ -44,6 +48,10 @@ LAYERS = [
     LayerCase("Dense", lambda rng: nnkit.Dense(4, 3, rng=rng)),
     LayerCase("Dense-nobias", lambda rng: nnkit.Dense(4, 3, bias=False, rng=rng)),
     LayerCase("Dense-xavier", lambda rng: nnkit.Dense(4, 3, rng=rng, weight_init="xavier_normal")),
+    LayerCase("Dense-3d", lambda rng: nnkit.Dense(4, 3, rng=rng), in_shape=(5, 2, 4)),
+    LayerCase(
+        "Dense-4d-nobias", lambda rng: nnkit.Dense(4, 2, bias=False, rng=rng), in_shape=(3, 2, 2, 4)
+    ),
     LayerCase("Identity", lambda rng: nnkit.Identity()),
     LayerCase("Sigmoid", lambda rng: nnkit.Sigmoid()),
     LayerCase("Tanh", lambda rng: nnkit.Tanh()),
@@ -121,6 +129,62 @@ LAYERS = [
         options={"empty_batch": "eval"},
     ),
 ]
+
+
+def _indices(rng: np.random.Generator) -> tuple[Any, ...]:
+    """Token ids (5, 3) into a table of 7 rows, with repeats, never the last row (6).
+
+    The padding cases pad with row 6, which does not appear: a padding row gets no gradient by
+    design (PyTorch's semantics), which finite differences would flag. tests/test_torch_layers.py
+    checks padding ids in the input.
+    """
+    ids = rng.integers(0, 6, size=(5, 3))
+    ids[0, :] = [2, 2, 5]
+    return (ids,)
+
+
+NORMALIZATION_AND_DROPOUT = [
+    LayerCase("LayerNorm", lambda rng: nnkit.LayerNorm(4)),
+    LayerCase("LayerNorm-2d", lambda rng: nnkit.LayerNorm((3, 4)), in_shape=(5, 3, 4)),
+    LayerCase("LayerNorm-3d-input", lambda rng: nnkit.LayerNorm(4), in_shape=(5, 2, 4)),
+    LayerCase("LayerNorm-no-affine", lambda rng: nnkit.LayerNorm(4, elementwise_affine=False)),
+    LayerCase("LayerNorm-no-bias", lambda rng: nnkit.LayerNorm(4, eps=1e-3, bias=False)),
+    LayerCase("Dropout", lambda rng: nnkit.Dropout(0.3, rng=np.random.default_rng(3))),
+    LayerCase(
+        "Dropout-3d",
+        lambda rng: nnkit.Dropout(0.5, rng=np.random.default_rng(4)),
+        in_shape=(5, 2, 3),
+    ),
+    LayerCase("Dropout-p0", lambda rng: nnkit.Dropout(0.0, rng=np.random.default_rng(4))),
+    LayerCase("Dropout-p1", lambda rng: nnkit.Dropout(1.0, rng=np.random.default_rng(4))),
+    LayerCase(
+        "Dropout2d",
+        lambda rng: nnkit.Dropout2d(0.4, rng=np.random.default_rng(5)),
+        in_shape=(5, 3, 2, 2),
+    ),
+    LayerCase(
+        "Dropout2d-NCL",
+        lambda rng: nnkit.Dropout2d(0.4, rng=np.random.default_rng(6)),
+        in_shape=(5, 3, 4),
+    ),
+    LayerCase("Embedding", lambda rng: nnkit.Embedding(7, 3, rng=rng), data=_indices),
+    LayerCase(
+        "Embedding-padding",
+        lambda rng: nnkit.Embedding(7, 3, padding_idx=6, rng=rng),
+        data=_indices,
+    ),
+    LayerCase(
+        "Sequential-embedding-layernorm",
+        lambda rng: nnkit.Sequential(
+            nnkit.Embedding(7, 4, padding_idx=-1, rng=rng),
+            nnkit.LayerNorm(4),
+            nnkit.Dropout(0.2, rng=np.random.default_rng(7)),
+            nnkit.Dense(4, 2, rng=rng),
+        ),
+        data=_indices,
+    ),
+]
+LAYERS += NORMALIZATION_AND_DROPOUT
 
 
 def _graph(rng: np.random.Generator) -> nnkit.Module:

@@ -15,7 +15,10 @@ from nnkit.layers.activations import (
 )
 from nnkit.layers.attention import MultiheadAttention
 from nnkit.layers.dense import Dense
+from nnkit.layers.dropout import Dropout, Dropout2d
+from nnkit.layers.embedding import Embedding
 from nnkit.layers.merge import Add, Concatenate, Multiply
+from nnkit.layers.normalization import LayerNorm
 from nnkit.layers.recurrent import GRU, LSTM, RNN
 from nnkit.layers.sequence import (
     LastTimeStep,
@@ -33,8 +36,12 @@ __all__ = [
     "Add",
     "Concatenate",
     "Dense",
+    "Dropout",
+    "Dropout2d",
+    "Embedding",
     "Identity",
     "LastTimeStep",
+    "LayerNorm",
     "LeakyReLU",
     "LogSoftmax",
     "MultiheadAttention",

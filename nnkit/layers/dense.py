@@ -32,10 +32,14 @@ class Dense(Module):
     """A fully connected layer: ``y = x @ weight + bias``.
 
     Shapes:
-        x: (N, in_features); y: (N, out_features);
-        weight: (in_features, out_features); bias: (out_features,).
+        x: (N, in_features) or (N, *, in_features); y: (N, out_features) or
+        (N, *, out_features); weight: (in_features, out_features); bias: (out_features,).
 
-    Backward, for ``dy = dL/dy``::
+    Like PyTorch's ``nn.Linear``, the layer acts on the last axis: an input of shape
+    (N, T, in_features) (a sequence) is computed as one (N*T, in_features) matrix product, and
+    the sums below then run over all N*T rows.
+
+    Backward, for ``dy = dL/dy`` (as rows of shape (N*..., out_features))::
 
         dL/dweight += x.T @ dy
         dL/dbias   += sum(dy, axis=0)
@@ -81,7 +85,8 @@ class Dense(Module):
         self.weight_init = weight_init
         self.weight = Parameter(np.zeros((self.in_features, self.out_features)), dtype=dtype)
         self.bias = Parameter(np.zeros(self.out_features), dtype=dtype) if bias else None
-        self._x: Array | None = None
+        self._x: Array | None = None  # the input as rows, (N*..., in_features)
+        self._lead: tuple[int, ...] = ()  # the input's shape without its last axis
         self.reset_parameters(rng)
 
     def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
@@ -108,12 +113,16 @@ class Dense(Module):
 
     def forward(self, x: Array) -> Array:
         x = as_float_array(x, self.weight.data.dtype)
-        if x.ndim != 2 or x.shape[1] != self.in_features:
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            expected = "(N, *, " if x.ndim > 2 else "(N, "
             raise ValueError(
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) "
-                f"expected input of shape (N, {self.in_features}), got {x.shape}"
+                f"expected input of shape {expected}{self.in_features}), got {x.shape}"
             )
-        self._x = x
+        lead = x.shape[:-1]
+        if x.ndim > 2:
+            x = x.reshape(-1, self.in_features)  # a view when x is contiguous
+        self._x, self._lead = x, lead
         try:
             y: Array = x @ self.weight.data
         except ValueError:  # only a weight of the wrong shape gets here
@@ -124,11 +133,15 @@ class Dense(Module):
             ) from None
         if self.bias is not None:
             y += self.bias.data
+        if len(lead) > 1:
+            y = y.reshape(*lead, self.out_features)
         return y
 
     def backward(self, grad_out: Array) -> Array:
         dy = self._accumulate(grad_out)
         dx: Array = dy @ self.weight.data.T
+        if len(self._lead) > 1:
+            dx = dx.reshape(*self._lead, self.in_features)
         return dx
 
     def accumulate_grad(self, grad_out: Array) -> None:
@@ -139,7 +152,9 @@ class Dense(Module):
         x = self._x
         if x is None:
             raise self._no_cache_error()
-        dy = self._grad_like(grad_out, (x.shape[0], self.out_features), x.dtype)
+        dy = self._grad_like(grad_out, (*self._lead, self.out_features), x.dtype)
+        if dy.ndim > 2:
+            dy = dy.reshape(-1, self.out_features)
         self.weight.add_grad_matmul(x.T, dy)
         if self.bias is not None:
             self.bias.add_grad_sum(dy, axis=0)
