@@ -336,8 +336,13 @@ def _recurrent_case(
 
     def make(rng: np.random.Generator) -> nnkit.Module:
         layer = getattr(nnkit, kind)(
-            _I, _H, num_layers, bidirectional=bidirectional, batch_first=batch_first,
-            rng=rng, **options,
+            _I,
+            _H,
+            num_layers,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+            rng=rng,
+            **options,
         )
         if not lstm and not batch_first:
             return layer  # (output, h_n) both have the batch on axis 1: checked as it is
@@ -347,8 +352,13 @@ def _recurrent_case(
     shapes = [x_shape] + ([state_shape] * (2 if lstm else 1) if h0 else [])
     axes = [0 if batch_first else 1] + [1] * (len(shapes) - 1)
     name = "-".join(
-        [kind, f"L{num_layers}", "bi" if bidirectional else "uni",
-         "batch_first" if batch_first else "time_major", "h0" if h0 else "no_h0"]
+        [
+            kind,
+            f"L{num_layers}",
+            "bi" if bidirectional else "uni",
+            "batch_first" if batch_first else "time_major",
+            "h0" if h0 else "no_h0",
+        ]
         + [f"{k}={v}" for k, v in options.items()]
     )
     return SequenceCase(
@@ -446,6 +456,46 @@ SEQUENCES = [
             _E, _HEADS, dropout=0.3, bias=False, batch_first=True, rng=rng
         ),
         make_inputs=_attention_inputs(True),
+    ),
+    SequenceCase(
+        "TransformerEncoderLayer-time_major",
+        lambda rng: nnkit.TransformerEncoderLayer(_E, _HEADS, 6, dropout=0.0, rng=rng),
+        in_shape=(_S, _N, _E),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "TransformerEncoderLayer-batch_first-norm_first-gelu-dropout",
+        lambda rng: nnkit.TransformerEncoderLayer(
+            _E,
+            _HEADS,
+            6,
+            dropout=0.2,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+            rng=rng,
+        ),
+        in_shape=(_N, _S, _E),
+    ),
+    SequenceCase(
+        "TransformerEncoderLayer-causal-padding-nobias",
+        lambda rng: nnkit.TransformerEncoderLayer(_E, _HEADS, 6, dropout=0.0, bias=False, rng=rng),
+        make_inputs=lambda rng: (
+            rng.normal(size=(_S, _N, _E)),
+            nnkit.causal_mask(_S),
+            _padding(_N, _S),
+        ),
+        options={"batch_axis": [1, None, 0]},
+    ),
+    SequenceCase(
+        "TransformerEncoder-2-norm-float_mask",
+        lambda rng: nnkit.TransformerEncoder(
+            nnkit.TransformerEncoderLayer(_E, _HEADS, 6, dropout=0.0, batch_first=True, rng=rng),
+            2,
+            norm=nnkit.LayerNorm(_E),
+        ),
+        make_inputs=lambda rng: (rng.normal(size=(_N, _S, _E)), rng.normal(size=(_S, _S))),
+        options={"batch_axis": [0, None]},
     ),
     SequenceCase(
         "SequenceOutput",

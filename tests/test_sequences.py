@@ -15,5 +15,8 @@ def test_sequence_layer_conforms(case: SequenceCase) -> None:
     rng = np.random.default_rng(0)
     xs = case.inputs(rng)
     check_module(
-        case.make(rng), *xs, batch_independent=case.batch_independent, **case.options  # type: ignore[arg-type]
+        case.make(rng),
+        *xs,
+        batch_independent=case.batch_independent,
+        **case.options,  # type: ignore[arg-type]
     )

@@ -26,6 +26,7 @@ from nnkit.layers.sequence import (
     SequenceOutput,
     SinusoidalPositionalEncoding,
 )
+from nnkit.layers.transformer import TransformerEncoder, TransformerEncoderLayer
 
 __all__ = [
     "ELU",
@@ -55,4 +56,6 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
 ]

@@ -36,7 +36,7 @@ from nnkit._checks import as_generator, check_int, check_real
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
-__all__ = ["MultiheadAttention", "causal_mask"]
+__all__ = ["MultiheadAttention", "bind_options", "causal_mask"]
 
 
 def causal_mask(length: int, source_length: int | None = None) -> Array:
@@ -47,8 +47,10 @@ def causal_mask(length: int, source_length: int | None = None) -> Array:
     ``source_length`` defaults to ``length``.
     """
     length = check_int("causal_mask length", length, 0)
-    source = length if source_length is None else check_int(
-        "causal_mask source_length", source_length, 0
+    source = (
+        length
+        if source_length is None
+        else check_int("causal_mask source_length", source_length, 0)
     )
     return np.triu(np.ones((length, source), dtype=bool), k=1)
 
@@ -191,7 +193,7 @@ class MultiheadAttention(Module):
         """``forward(query, key, value, key_padding_mask=None, need_weights=True,
         attn_mask=None, average_attn_weights=True, is_causal=False)``, PyTorch's arguments,
         positional or by keyword; returns ``(attn_output, attn_weights or None)``."""
-        settings = _bind(self._describe(), options, keywords)
+        settings = bind_options(self._describe(), _OPTIONS, 3, options, keywords)
         y, weights = self.attend(query, key, value, **settings)
         if self._cache is not None:
             self._cache.positional = len(options)
@@ -265,8 +267,19 @@ class MultiheadAttention(Module):
         rows_shape = (n, length) if self.batch_first else (length, n)
         y = y2.reshape(*rows_shape, self.embed_dim)
         self._cache = _AttentionCache(
-            (q_in, k_in, v_in), same, q, k, v, weights, dropped, keep, o2, mask_info,
-            (n, length, source), need_weights, average_attn_weights,
+            (q_in, k_in, v_in),
+            same,
+            q,
+            k,
+            v,
+            weights,
+            dropped,
+            keep,
+            o2,
+            mask_info,
+            (n, length, source),
+            need_weights,
+            average_attn_weights,
         )
         if not need_weights:
             return y, None
@@ -518,23 +531,32 @@ _OPTIONS = {
 """The arguments of MultiheadAttention.forward after (query, key, value), with defaults."""
 
 
-def _bind(layer: str, options: tuple[Any, ...], keywords: dict[str, Any]) -> dict[str, Any]:
-    """``options`` and ``keywords`` bound to the names of _OPTIONS, as Python would."""
-    names = list(_OPTIONS)
+def bind_options(
+    layer: str,
+    spec: dict[str, Any],
+    required: int,
+    options: tuple[Any, ...],
+    keywords: dict[str, Any],
+) -> dict[str, Any]:
+    """``options`` (the positional arguments after the ``required`` inputs) and ``keywords``
+    bound to the names of ``spec`` (name -> default), as Python binds arguments. A forward
+    written as ``forward(x, *options, **keywords)`` keeps PyTorch's keyword arguments and
+    still knows how many inputs were positional: its backward returns one gradient each."""
+    names = list(spec)
     if len(options) > len(names):
         raise TypeError(
-            f"{layer}.forward() takes query, key, value and at most {len(names)} further "
-            f"arguments ({', '.join(names)}), got {3 + len(options)} positional arguments"
+            f"{layer}.forward() takes {required} inputs and at most {len(names)} further "
+            f"arguments ({', '.join(names)}), got {required + len(options)} positional arguments"
         )
-    settings = dict(_OPTIONS)
-    settings.update(zip(names, options, strict=False))  # the first len(options)
+    settings = dict(spec)
+    settings.update(zip(names, options, strict=False))  # the first len(options) names
     for name, value in keywords.items():
-        if name not in _OPTIONS:
+        if name not in spec:
             raise TypeError(f"{layer}.forward() got an unexpected keyword argument {name!r}")
         if name in names[: len(options)]:
             raise TypeError(f"{layer}.forward() got multiple values for argument {name!r}")
         settings[name] = value
-    for flag in ("need_weights", "average_attn_weights", "is_causal"):
-        if not isinstance(settings[flag], (bool, np.bool_)):
-            raise TypeError(f"{layer} {flag} must be True or False, got {settings[flag]!r}")
+    for name, default in spec.items():
+        if isinstance(default, bool) and not isinstance(settings[name], (bool, np.bool_)):
+            raise TypeError(f"{layer} {name} must be True or False, got {settings[name]!r}")
     return settings

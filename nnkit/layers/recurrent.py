@@ -364,8 +364,15 @@ class RNN(_RNNBase):
         self.nonlinearity = nonlinearity
         self._cell = _cells.TanhCell if nonlinearity == "tanh" else _cells.ReLUCell
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            rng, dtype,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            rng,
+            dtype,
         )
 
     def forward(self, x: Any, h0: Any = None) -> tuple[Array, Array]:
@@ -430,8 +437,15 @@ class LSTM(_RNNBase):
         dtype: DTypeLike = np.float32,
     ) -> None:
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            rng, dtype,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            rng,
+            dtype,
         )
 
     def forward(self, x: Any, state: Any = None) -> tuple[Array, tuple[Array, Array]]:
@@ -510,8 +524,15 @@ class GRU(_RNNBase):
         dtype: DTypeLike = np.float32,
     ) -> None:
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            rng, dtype,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            rng,
+            dtype,
         )
 
     def forward(self, x: Any, h0: Any = None) -> tuple[Array, Array]:

@@ -188,7 +188,10 @@ class PositionalEmbedding(Module):
         x = as_float_array(x, self.weight.dtype)
         _check_sequence(
             f"PositionalEmbedding(max_len={self.max_len}, d_model={self.d_model})",
-            x, self.d_model, self.max_len, self.batch_first,
+            x,
+            self.d_model,
+            self.max_len,
+            self.batch_first,
         )
         self._like = (x.shape, x.dtype)
         y: Array = x + self._positions(x.shape[1] if self.batch_first else x.shape[0])
@@ -252,7 +255,10 @@ class SinusoidalPositionalEncoding(Module):
         x = as_float_array(x)
         length = _check_sequence(
             f"SinusoidalPositionalEncoding(d_model={self.d_model}, max_len={self.max_len})",
-            x, self.d_model, self.max_len, self.batch_first,
+            x,
+            self.d_model,
+            self.max_len,
+            self.batch_first,
         )
         self._like = (x.shape, x.dtype)
         table = self._table[:length].astype(x.dtype)
