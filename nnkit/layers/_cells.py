@@ -11,7 +11,8 @@ tricks, all in one place:
   which a gate does not need: the absolute error here is below one float epsilon). The
   halving is folded into the weights: the rows of the sigmoid gates of ``W_ih``, ``W_hh`` and
   the biases are scaled by 0.5 (exactly, in binary) once per forward, so one ``tanh`` call
-  covers every gate of a step.
+  covers every gate of a step. The effective ``W_hh.T`` is made C-contiguous once per forward
+  (its per-step product is a few percent faster than through the transposed view).
 - **LSTM gates regrouped** inside: the effective weights hold the rows in the order
   i, f, o, g, so the three sigmoid gates are one contiguous block. Parameters, gradients
   and every array a user sees keep PyTorch's i, f, g, o.
@@ -199,7 +200,7 @@ class TanhCell(Cell):
             bias = self.b_ih.data + self.b_hh.data
         xp = self._project(x, self.w_ih.data.T, bias)
         hs = self._states(x, h0, reverse)
-        w_hh_t = self.w_hh.data.T
+        w_hh_t = np.ascontiguousarray(self.w_hh.data.T)
         matmul, activate = np.matmul, self._activate
         for t in _order(x.shape[0], reverse):
             prev, cur = (hs[t + 1], hs[t]) if reverse else (hs[t], hs[t + 1])
@@ -270,7 +271,7 @@ class LSTMCell(Cell):
         if self.b_ih is not None and self.b_hh is not None:
             bias = (self.b_ih.data + self.b_hh.data)[perm]
             bias *= scale
-        return w_ih.T, w_hh.T, bias
+        return w_ih.T, np.ascontiguousarray(w_hh.T), bias
 
     def forward(self, x: Array, h0: Array | None, c0: Array | None, reverse: bool) -> Direction:
         t_count, n, _ = x.shape
@@ -390,7 +391,7 @@ class GRUCell(Cell):
         hs = self._states(x, h0, reverse)
         ghs = self.ws.get((self.key, "gh"), (t_count, n, 3 * h), dtype)
         tmp = self.ws.get("tmp_h", (n, h), dtype)
-        w_hh_t = w_hh.T
+        w_hh_t = np.ascontiguousarray(w_hh.T)
         matmul, tanh, multiply = np.matmul, np.tanh, np.multiply
         for t in _order(t_count, reverse):
             prev, cur = (hs[t + 1], hs[t]) if reverse else (hs[t], hs[t + 1])
