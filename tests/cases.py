@@ -498,6 +498,20 @@ SEQUENCES = [
         options={"batch_axis": [0, None]},
     ),
     SequenceCase(
+        "Sequential-PositionalEmbedding-causal-TransformerEncoder",
+        lambda rng: nnkit.Sequential(
+            nnkit.PositionalEmbedding(_S, _E, batch_first=True, rng=rng),
+            nnkit.TransformerEncoder(
+                nnkit.TransformerEncoderLayer(
+                    _E, _HEADS, 6, dropout=0.0, batch_first=True, norm_first=True, rng=rng
+                ),
+                1,
+                causal=True,
+            ),
+        ),
+        in_shape=(_N, _S, _E),
+    ),
+    SequenceCase(
         "SequenceOutput",
         lambda rng: nnkit.SequenceOutput(),
         in_shape=(_T, _N, _H),

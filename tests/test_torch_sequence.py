@@ -423,6 +423,22 @@ def test_is_causal_equals_the_causal_mask() -> None:
     x2 = x.copy()
     x2[-1] += 1.0
     np.testing.assert_allclose(layer(x2, is_causal=True)[:-1], y[:-1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(layer(x2)[:-1], layer(x)[:-1], atol=1e-3)  # not causal by default
+
+
+def test_causal_option_masks_every_forward() -> None:
+    layer = nnkit.TransformerEncoderLayer(8, 2, 16, dropout=0.0, rng=np.random.default_rng(0))
+    causal_layer = nnkit.TransformerEncoderLayer(
+        8, 2, 16, dropout=0.0, causal=True, rng=np.random.default_rng(0)
+    )
+    encoder = nnkit.TransformerEncoder(layer, 2)
+    causal = nnkit.TransformerEncoder(layer, 2, causal=True)
+    causal.load_state_dict(encoder.state_dict())
+    x = np.random.default_rng(1).normal(size=(5, 2, 8))
+    np.testing.assert_array_equal(causal(x), encoder(x, is_causal=True))
+    np.testing.assert_array_equal(causal_layer(x), layer(x, is_causal=True))
+    mask = np.random.default_rng(2).normal(size=(5, 5))
+    np.testing.assert_array_equal(causal(x, mask), encoder(x, mask))  # a given mask wins
 
 
 def test_gelu_differs_from_torch_exact_gelu_by_less_than_1e_3() -> None:

@@ -72,7 +72,9 @@ class TransformerEncoderLayer(Module):
 
     ``forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)``: the masks
     as :class:`MultiheadAttention`'s ``attn_mask`` and ``key_padding_mask``; ``is_causal=True``
-    without a mask uses :func:`nnkit.causal_mask`. ``backward(dy)`` returns ``dsrc``, then,
+    without a mask uses :func:`nnkit.causal_mask`. ``causal=True`` (an nnkit addition, keyword
+    only) does so on every forward, so a causal layer works inside ``Sequential`` and ``fit``,
+    which pass the input alone. ``backward(dy)`` returns ``dsrc``, then,
     for each further positional argument, the gradient of a float mask (None for a bool mask
     or the flag).
 
@@ -92,6 +94,7 @@ class TransformerEncoderLayer(Module):
         norm_first: bool = False,
         bias: bool = True,
         *,
+        causal: bool = False,
         rng: np.random.Generator | None = None,
         dtype: DTypeLike = np.float32,
     ) -> None:
@@ -110,6 +113,7 @@ class TransformerEncoderLayer(Module):
             ("batch_first", batch_first),
             ("norm_first", norm_first),
             ("bias", bias),
+            ("causal", causal),
         ):
             if type(value) is not bool:
                 raise TypeError(
@@ -120,6 +124,7 @@ class TransformerEncoderLayer(Module):
         self.batch_first = batch_first
         self.norm_first = norm_first
         self.bias = bias
+        self.causal = causal
         generator = as_generator(rng)
         streams = generator.spawn(4)
         # Attribute order gives PyTorch's state-dict order.
@@ -176,7 +181,7 @@ class TransformerEncoderLayer(Module):
                 f"{self._describe()} expected src of shape {layout.format(self.d_model)} "
                 f"(batch_first={self.batch_first}), got {x.shape}"
             )
-        if is_causal and mask is None:
+        if (is_causal or self.causal) and mask is None:
             mask = causal_mask(x.shape[1] if self.batch_first else x.shape[0])
         masks = (key_padding_mask, mask)
         if self.norm_first:
@@ -267,6 +272,7 @@ class TransformerEncoderLayer(Module):
             "batch_first": self.batch_first,
             "norm_first": self.norm_first,
             "bias": self.bias,
+            "causal": self.causal,
             "dtype": self.dtype.name,
         }
 
@@ -288,10 +294,18 @@ class TransformerEncoder(Container):
         encoder_layer: a :class:`TransformerEncoderLayer` (copied, not used itself).
         num_layers: the number of layers.
         norm: a final normalisation (a LayerNorm), or None.
+        causal: apply :func:`nnkit.causal_mask` on every forward without a mask, as
+            ``is_causal=True`` does (an nnkit addition: a decoder-only model then works
+            inside ``Sequential`` and ``fit``).
     """
 
     def __init__(
-        self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None
+        self,
+        encoder_layer: TransformerEncoderLayer,
+        num_layers: int,
+        norm: Module | None = None,
+        *,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(encoder_layer, TransformerEncoderLayer):
@@ -300,6 +314,9 @@ class TransformerEncoder(Container):
                 f"{type(encoder_layer).__name__}"
             )
         count = check_int("TransformerEncoder num_layers", num_layers, 1)
+        if type(causal) is not bool:
+            raise TypeError(f"TransformerEncoder causal must be True or False, got {causal!r}")
+        self.causal = causal
         self.layers: list[TransformerEncoderLayer] = []
         for i in range(count):
             layer = copy.deepcopy(encoder_layer)
@@ -315,7 +332,9 @@ class TransformerEncoder(Container):
         """Rebuild from ``get_config()``: the saved first layer is kept as layer 0 (loading
         passes it in, and checks that it is kept), the others are its copies."""
         first = config["encoder_layer"]
-        encoder = cls(first, config["num_layers"], config.get("norm"))
+        encoder = cls(
+            first, config["num_layers"], config.get("norm"), causal=config.get("causal", False)
+        )
         encoder.layers[0] = first
         return encoder
 
@@ -329,7 +348,7 @@ class TransformerEncoder(Container):
         x = src
         for i, layer in enumerate(self.layers):
             try:
-                x = layer.encode(x, mask, padding, settings["is_causal"])
+                x = layer.encode(x, mask, padding, settings["is_causal"] or self.causal)
             except Exception as exc:
                 self._note(exc, "forward", f"layers.{i}", layer)
                 raise
@@ -359,7 +378,12 @@ class TransformerEncoder(Container):
         return d if not rest else (d, *rest)
 
     def get_config(self) -> dict[str, Any]:
-        return {"encoder_layer": self.layers[0], "num_layers": len(self.layers), "norm": self.norm}
+        return {
+            "encoder_layer": self.layers[0],
+            "num_layers": len(self.layers),
+            "norm": self.norm,
+            "causal": self.causal,
+        }
 
 
 def _jump(generator: np.random.Generator, times: int) -> None:
