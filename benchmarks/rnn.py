@@ -10,10 +10,10 @@ Configurations: LSTM and GRU on batch 64, length 40, input 1 -> hidden 64 and in
 hidden 128, time-major; one TransformerEncoderLayer (post-norm, ReLU) on batch 32, length 64,
 d_model 128, 4 heads, dim_feedforward 512, batch-first.
 
-The floor is written out below: the same algorithm as nnkit's (one input projection, fused
-gates with the sigmoid as a tanh, one loop over time, weight gradients in one product each),
-with buffers allocated once, no checks and no objects. It is the fastest this algorithm gets
-in NumPy; nnkit/floor is nnkit's overhead.
+The floor is written out below: the same algorithm as nnkit's (one input projection,
+gate-major activations with the sigmoid as a tanh, one loop over time, weight gradients in
+one batched product each), with buffers allocated once, no checks and no objects. It is the
+fastest this algorithm gets in NumPy; nnkit/floor is nnkit's overhead.
 
     python benchmarks/rnn.py                 # the full table (a minute or two)
     python benchmarks/rnn.py --quick         # a smoke run with tiny counts
@@ -123,67 +123,79 @@ def nnkit_step(config: Config, model: nnkit.Module, x: Array, g: Array) -> Step:
 def floor_recurrent(
     config: Config, model: nnkit.Module, x: Array, g: Array
 ) -> tuple[Step, list[Array]]:
-    """LSTM or GRU forward and BPTT on copies of the nnkit layer's weights; returns the step
-    and the gradients it writes (in the order of the layer's parameters)."""
+    """LSTM or GRU forward and BPTT on copies of the nnkit layer's weights (gate-major, as
+    nnkit's cells); returns the step and the gradients it writes (in the order of the layer's
+    parameters)."""
     w_ih, w_hh, b_ih, b_hh = (p.data.copy() for p in model.parameters())
     t_len, n, features = x.shape
     h = config.hidden
     lstm = config.kind == "LSTM"
-    gates = 4 * h if lstm else 3 * h
+    gates = 4 if lstm else 3
     f32 = np.float32
     grads = [np.zeros_like(p) for p in (w_ih, w_hh, b_ih, b_hh)]
-    acts = np.empty((t_len, n, gates), f32)
-    da = np.empty((t_len, n, gates), f32)
+    acts = np.empty((gates, t_len, n, h), f32)
+    da = np.empty((gates, t_len, n, h), f32)
     hs = np.empty((t_len + 1, n, h), f32)
-    tmp_g = np.empty((n, gates), f32)
-    buf_tmp, tmp2, dh, dh_next = (np.empty((n, h), f32) for _ in range(4))
+    tmp_g = np.empty((gates, n, h), f32)
+    buf_tmp, tmp2, dh, dh_next, dh_other = (np.empty((n, h), f32) for _ in range(5))
+    x2 = x.reshape(t_len * n, features)
+    rows = t_len * n
     if lstm:
-        perm = np.r_[0 : 2 * h, 3 * h : 4 * h, 2 * h : 3 * h]
-        scale = np.ones(gates, f32)
-        scale[: 3 * h] = 0.5
+        order = [0, 1, 3, 2]  # i, f, o, g
+        scale = np.array([0.5, 0.5, 0.5, 1.0], f32)[:, None, None]
         cs = np.empty((t_len + 1, n, h), f32)
         tcs = np.empty((t_len, n, h), f32)
         buf_dc = np.empty((n, h), f32)
-        buf_sd = np.empty((n, 3 * h), f32)
+        buf_sd = np.empty((3, n, h), f32)
     else:
-        scale = np.ones(gates, f32)
-        scale[: 2 * h] = 0.5
-        ghs = np.empty((t_len, n, gates), f32)
-        da_h = np.empty((t_len, n, gates), f32)
-        buf_sd = np.empty((n, 2 * h), f32)
-    x2 = x.reshape(t_len * n, features)
-    g_rows = g
+        order = [0, 1, 2]
+        scale = np.array([0.5, 0.5, 1.0], f32)[:, None, None]
+        ghs = np.empty((t_len, 3, n, h), f32)
+        da_h = np.empty((3, t_len, n, h), f32)
+        buf_sd = np.empty((2, n, h), f32)
+
+    def blocks(w: Array) -> Array:  # (G*H, K) -> (G, K, H), nnkit's order, sigmoid rows halved
+        return np.ascontiguousarray((w.reshape(gates, h, -1)[order] * scale).transpose(0, 2, 1))
+
+    def weight_grads(dx4: Array, dh4: Array) -> None:
+        dxr, dhr = dx4.reshape(gates, rows, h), dh4.reshape(gates, rows, h)
+        grads[0][...] = np.matmul(dxr.transpose(0, 2, 1), x2).reshape(gates * h, features)
+        grads[1][...] = np.matmul(dhr.transpose(0, 2, 1), hs[:-1].reshape(rows, h)).reshape(
+            gates * h, h
+        )
+        np.add.reduce(dxr, axis=1, out=grads[2].reshape(gates, h))
+        np.add.reduce(dhr, axis=1, out=grads[3].reshape(gates, h))
 
     def lstm_step() -> None:
         tmp, dc, sd = buf_tmp, buf_dc, buf_sd  # locals: the loops update them in place
-        wi = (w_ih[perm] * scale[:, None]).T
-        wh = np.ascontiguousarray((w_hh[perm] * scale[:, None]).T)
-        bias = (b_ih + b_hh)[perm] * scale
-        np.matmul(x2, wi, out=acts.reshape(t_len * n, gates))
-        acts.__iadd__(bias)
+        wh = blocks(w_hh)
+        np.matmul(x2, blocks(w_ih), out=acts.reshape(gates, rows, h))
+        bias = (b_ih + b_hh).reshape(gates, h)[order] * scale[:, 0]
+        acts.__iadd__(bias[:, None, None, :])
         hs[0] = 0
         cs[0] = 0
         for t in range(t_len):
-            a = acts[t]
+            a = acts[:, t]
             np.matmul(hs[t], wh, out=tmp_g)
             a += tmp_g
             np.tanh(a, out=a)
-            s = a[:, : 3 * h]
+            s = a[:3]
             s *= 0.5
             s += 0.5
             c = cs[t + 1]
-            np.multiply(a[:, h : 2 * h], cs[t], out=c)
-            np.multiply(a[:, :h], a[:, 3 * h :], out=tmp)
+            np.multiply(a[1], cs[t], out=c)
+            np.multiply(a[0], a[3], out=tmp)
             c += tmp
             np.tanh(c, out=tcs[t])
-            np.multiply(a[:, 2 * h : 3 * h], tcs[t], out=hs[t + 1])
+            np.multiply(a[2], tcs[t], out=hs[t + 1])
         dh_next[...] = 0
         dc[...] = 0
+        w4 = w_hh.reshape(gates, h, h)
         for t in range(t_len - 1, -1, -1):
-            a, d, tc = acts[t], da[t], tcs[t]
-            i, f, o, gg = a[:, :h], a[:, h : 2 * h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
-            np.add(g_rows[t], dh_next, out=dh)
-            s = a[:, : 3 * h]
+            a, d, tc = acts[:, t], da[:, t], tcs[t]
+            i, f, o, gg = a[0], a[1], a[2], a[3]
+            np.add(g[t], dh_next, out=dh)
+            s = a[:3]
             np.subtract(1, s, out=sd)
             sd *= s
             np.multiply(tc, tc, out=tmp)
@@ -191,95 +203,81 @@ def floor_recurrent(
             tmp *= o
             tmp *= dh
             dc += tmp
-            d_o = d[:, 3 * h :]
-            np.multiply(dh, tc, out=d_o)
-            d_o *= sd[:, 2 * h :]
-            d_i = d[:, :h]
-            np.multiply(dc, gg, out=d_i)
-            d_i *= sd[:, :h]
-            d_f = d[:, h : 2 * h]
-            np.multiply(dc, cs[t], out=d_f)
-            d_f *= sd[:, h : 2 * h]
+            np.multiply(dh, tc, out=d[3])
+            d[3] *= sd[2]
+            np.multiply(dc, gg, out=d[0])
+            d[0] *= sd[0]
+            np.multiply(dc, cs[t], out=d[1])
+            d[1] *= sd[1]
             np.multiply(gg, gg, out=tmp)
             np.subtract(1, tmp, out=tmp)
             tmp *= i
-            np.multiply(dc, tmp, out=d[:, 2 * h : 3 * h])
+            np.multiply(dc, tmp, out=d[2])
             dc *= f
             if t:
-                np.matmul(d, w_hh, out=dh_next)
-        d2 = da.reshape(t_len * n, gates)
-        np.matmul(d2.T, x2, out=grads[0])
-        np.matmul(d2.T, hs[:-1].reshape(t_len * n, h), out=grads[1])
-        np.add.reduce(d2, axis=0, out=grads[2])
-        grads[3][...] = grads[2]
+                np.matmul(d, w4, out=tmp_g)
+                np.add.reduce(tmp_g, axis=0, out=dh_next)
+        weight_grads(da, da)
 
     def gru_step() -> None:
         tmp, sd = buf_tmp, buf_sd
-        wi = (w_ih * scale[:, None]).T
-        wh = np.ascontiguousarray((w_hh * scale[:, None]).T)
-        bias = b_ih.copy()
-        bias[: 2 * h] += b_hh[: 2 * h]
-        bias *= scale
+        wh = blocks(w_hh)
+        np.matmul(x2, blocks(w_ih), out=acts.reshape(gates, rows, h))
+        bias = b_ih.reshape(3, h).copy()
+        bias[:2] += b_hh.reshape(3, h)[:2]
+        bias *= scale[:, 0]
+        acts.__iadd__(bias[:, None, None, :])
         b_hn = b_hh[2 * h :]
-        np.matmul(x2, wi, out=acts.reshape(t_len * n, gates))
-        acts.__iadd__(bias)
         hs[0] = 0
         for t in range(t_len):
-            a, gh = acts[t], ghs[t]
+            a, gh = acts[:, t], ghs[t]
             np.matmul(hs[t], wh, out=gh)
-            gh_n = gh[:, 2 * h :]
-            gh_n += b_hn
-            rz = a[:, : 2 * h]
-            rz += gh[:, : 2 * h]
+            gh[2] += b_hn
+            rz = a[:2]
+            rz += gh[:2]
             np.tanh(rz, out=rz)
             rz *= 0.5
             rz += 0.5
-            n_t = a[:, 2 * h :]
-            np.multiply(a[:, :h], gh_n, out=tmp)
+            n_t = a[2]
+            np.multiply(a[0], gh[2], out=tmp)
             n_t += tmp
             np.tanh(n_t, out=n_t)
             cur = hs[t + 1]
             np.subtract(hs[t], n_t, out=cur)
-            cur *= a[:, h : 2 * h]
+            cur *= a[1]
             cur += n_t
         buffers = (dh_next, dh_other)
         dh_next[...] = 0
         current = dh_next
+        w3 = w_hh.reshape(3, h, h)
         for step_index, t in enumerate(range(t_len - 1, -1, -1)):
-            a, gx, gh = acts[t], da[t], da_h[t]
-            r, z, n_t = a[:, :h], a[:, h : 2 * h], a[:, 2 * h :]
-            np.add(g_rows[t], current, out=dh)
-            s = a[:, : 2 * h]
+            a, gx, gh = acts[:, t], da[:, t], da_h[:, t]
+            r, z, n_t = a[0], a[1], a[2]
+            np.add(g[t], current, out=dh)
+            s = a[:2]
             np.subtract(1, s, out=sd)
             sd *= s
-            d_n = gx[:, 2 * h :]
             np.multiply(n_t, n_t, out=tmp)
             np.subtract(1, tmp, out=tmp)
             np.subtract(1, z, out=tmp2)
             tmp *= tmp2
-            np.multiply(dh, tmp, out=d_n)
-            np.multiply(d_n, r, out=gh[:, 2 * h :])
-            d_r = gh[:, :h]
-            np.multiply(d_n, ghs[t][:, 2 * h :], out=d_r)
-            d_r *= sd[:, :h]
-            d_z = gh[:, h : 2 * h]
-            np.subtract(hs[t], n_t, out=d_z)
-            d_z *= dh
-            d_z *= sd[:, h:]
+            np.multiply(dh, tmp, out=gx[2])
+            np.multiply(gx[2], r, out=gh[2])
+            np.multiply(gx[2], ghs[t, 2], out=gh[0])
+            gh[0] *= sd[0]
+            np.subtract(hs[t], n_t, out=gh[1])
+            gh[1] *= dh
+            gh[1] *= sd[1]
             if t:
                 new = buffers[(step_index + 1) % 2]
-                np.matmul(gh, w_hh, out=new)
+                np.matmul(gh, w3, out=tmp_g)
+                np.add.reduce(tmp_g, axis=0, out=new)
                 np.multiply(dh, z, out=tmp)
                 new += tmp
                 current = new
-        da[:, :, : 2 * h] = da_h[:, :, : 2 * h]
-        dx2, dh2 = da.reshape(t_len * n, gates), da_h.reshape(t_len * n, gates)
-        np.matmul(dx2.T, x2, out=grads[0])
-        np.matmul(dh2.T, hs[:-1].reshape(t_len * n, h), out=grads[1])
-        np.add.reduce(dx2, axis=0, out=grads[2])
-        np.add.reduce(dh2, axis=0, out=grads[3])
+        da[:2] = da_h[:2]
+        weight_grads(da, da_h)
 
-    dh_other = np.empty((n, h), f32)
     return (lstm_step if lstm else gru_step), grads
 
 

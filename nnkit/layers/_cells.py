@@ -4,30 +4,41 @@
 tricks, all in one place:
 
 - **One input projection for all time steps**: ``x.reshape(T*N, I) @ W_ih.T`` into a kept
-  (T, N, G) workspace, which each step then turns into its gate activations in place.
+  workspace, which each step then turns into its gate activations in place.
+- **Gate-major activations** (LSTM and GRU): gate k of step t is the contiguous block
+  ``acts[k, t]`` of shape (N, H). The weights are used as (gates, K, H) stacks, so each
+  product is a batched matmul (one small GEMM per gate) that writes the gates already
+  apart. Elementwise work on a contiguous (N, H) block costs about a third of the same work
+  on the column slice ``a[:, k*H:(k+1)*H]`` of an (N, G*H) array. This took a forward and
+  backward of a 64-unit LSTM on 64 sequences of 40 steps from 6.3 to 5.2 ms, and of the GRU
+  from 5.8 to 4.4 ms (one BLAS thread).
 - **Sigmoid as a tanh**: ``sigmoid(a) = 0.5 + 0.5 * tanh(a / 2)``. It never overflows, and
   NumPy's tanh is about 30 times faster than the ``exp(-softplus(-a))`` of
-  ``nnkit.functional.sigmoid`` (whose extra care is for relative accuracy in the far tail,
-  which a gate does not need: the absolute error here is below one float epsilon). The
-  halving is folded into the weights: the rows of the sigmoid gates of ``W_ih``, ``W_hh`` and
-  the biases are scaled by 0.5 (exactly, in binary) once per forward, so one ``tanh`` call
-  covers every gate of a step. The effective ``W_hh.T`` is made C-contiguous once per forward
-  (its per-step product is a few percent faster than through the transposed view).
-- **LSTM gates regrouped** inside: the effective weights hold the rows in the order
-  i, f, o, g, so the three sigmoid gates are one contiguous block. Parameters, gradients
-  and every array a user sees keep PyTorch's i, f, g, o.
+  ``nnkit.functional.sigmoid``. That function's extra care buys relative accuracy in the far
+  tail, which a gate does not need: the absolute error here is below one float epsilon. The
+  halving is folded into the weights: the sigmoid gates' blocks of ``W_ih``, ``W_hh`` and the
+  biases are scaled by 0.5 (exactly, in binary) once per forward, so one ``tanh`` call
+  covers every gate of a step.
+- **LSTM gates regrouped** inside: the activations are kept in the order i, f, o, g, so the
+  three sigmoid gates are one block. Parameters, gradients and every array a user sees keep
+  PyTorch's i, f, g, o.
 - **Workspaces**: the gate activations, the LSTM cell states, the GRU hidden projections and
   the per-step temporaries are kept between calls and reused while their shape repeats
   (multi-MB buffers are otherwise handed back to the kernel and faulted in again every step).
-  Only arrays a user never receives live there; the hidden states, which the output is a view
-  of, are allocated by every forward.
-- **Weight gradients of all steps in one product** after the BPTT loop:
-  ``dW_ih += da.reshape(T*N, G).T @ x.reshape(T*N, I)``, and likewise for ``W_hh``.
+  Only arrays a user never receives live there. The hidden states, of which the output is a
+  view, are allocated by every forward.
+- **Weight gradients of all steps in one product** after the BPTT loop, per weight:
+  ``dW_ih += da.T @ x`` over all T*N rows (per gate for the gate-major cells), and likewise
+  for ``W_hh``.
+
+Measured and not kept: the gate derivatives for all steps at once before the BPTT loop,
+and a feature-major (H, N) layout. Both were slower, because the bulk passes and transposes
+they need leave the cache, and the per-step blocks do not.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -154,6 +165,30 @@ class Cell:
         dx: Array = (dx2 @ self.w_ih.data).reshape(t, n, features)
         return dx
 
+    def _add_gate_grads(
+        self, d: Direction, da_x: Array, da_h: Array, need_dx: bool, same: bool
+    ) -> Array | None:
+        """:meth:`_add_grads` for gate-major gradients (G, T, N, H), gates in PyTorch's order:
+        one batched product per weight (a product per gate), and dx as their sum."""
+        gates, t_count, n, h = da_x.shape
+        rows, features = t_count * n, d.x.shape[2]
+        dx_rows, dh_rows = da_x.reshape(gates, rows, h), da_h.reshape(gates, rows, h)
+        x_rows = d.x.reshape(rows, features)
+        self.w_ih.add_grad(
+            np.matmul(dx_rows.transpose(0, 2, 1), x_rows).reshape(gates * h, features)
+        )
+        previous = d.previous().reshape(rows, h)
+        self.w_hh.add_grad(np.matmul(dh_rows.transpose(0, 2, 1), previous).reshape(gates * h, h))
+        if self.b_ih is not None and self.b_hh is not None:
+            total = np.add.reduce(dx_rows, axis=1).reshape(gates * h)
+            self.b_ih.add_grad(total)
+            self.b_hh.add_grad(total if same else np.add.reduce(dh_rows, axis=1).reshape(-1))
+        if not need_dx:
+            return None
+        per_gate = np.matmul(dx_rows, self.w_ih.data.reshape(gates, h, features))
+        dx: Array = np.add.reduce(per_gate, axis=0).reshape(t_count, n, features)
+        return dx
+
     def _start(self, grad: Array | None, n: int, dtype: np.dtype[Any], name: str) -> Array:
         """A buffer holding the incoming gradient of the final state (zeros for None)."""
         buf = self.ws.get(name, (n, self.hidden), dtype)
@@ -251,59 +286,62 @@ class ReLUCell(TanhCell):
 
 
 class LSTMCell(Cell):
-    """The LSTM cell; activations kept in the order i, f, o, g (see the module docstring)."""
+    """The LSTM cell, gate-major: gate k's activations at step t are the contiguous block
+    ``acts[k, t]`` (N, H), kept in the order i, f, o, g so that the sigmoid gates are
+    ``acts[:3]``. The gradients ``da[k, t]`` keep PyTorch's order i, f, g, o."""
 
     gates = 4
+    _ORDER: ClassVar[list[int]] = [0, 1, 3, 2]  # acts block k holds PyTorch's gate _ORDER[k]
 
-    def _effective(self) -> tuple[Array, Array, Array | None]:
-        """W_ih.T, W_hh.T and the summed bias with rows regrouped to i, f, o, g and the
-        sigmoid rows halved."""
+    def _blocks(self, weight: Array) -> Array:
+        """(4H, K) in PyTorch's order -> (4, K, H): each gate's W.T in the order i, f, o, g,
+        the sigmoid gates halved."""
         h = self.hidden
-        dtype = self.w_ih.data.dtype
-        perm = np.r_[0 : 2 * h, 3 * h : 4 * h, 2 * h : 3 * h]
-        scale = np.ones(4 * h, dtype)
-        scale[: 3 * h] = 0.5
-        w_ih = self.w_ih.data[perm]
-        w_ih *= scale[:, None]
-        w_hh = self.w_hh.data[perm]
-        w_hh *= scale[:, None]
-        bias = None
-        if self.b_ih is not None and self.b_hh is not None:
-            bias = (self.b_ih.data + self.b_hh.data)[perm]
-            bias *= scale
-        return w_ih.T, np.ascontiguousarray(w_hh.T), bias
+        blocks = weight.reshape(4, h, -1)[self._ORDER]
+        blocks[:3] *= 0.5
+        return np.ascontiguousarray(blocks.transpose(0, 2, 1))
 
     def forward(self, x: Array, h0: Array | None, c0: Array | None, reverse: bool) -> Direction:
-        t_count, n, _ = x.shape
+        t_count, n, features = x.shape
         h = self.hidden
-        w_ih_t, w_hh_t, bias = self._effective()
-        acts = self._project(x, w_ih_t, bias)
+        dtype = x.dtype
+        w_hh4 = self._blocks(self.w_hh.data)  # (4, H, H)
+        acts = self.ws.get((self.key, "acts"), (4, t_count, n, h), dtype)
+        np.matmul(
+            x.reshape(t_count * n, features),
+            self._blocks(self.w_ih.data),
+            out=acts.reshape(4, t_count * n, h),
+        )
+        if self.b_ih is not None and self.b_hh is not None:
+            bias = (self.b_ih.data + self.b_hh.data).reshape(4, h)[self._ORDER]
+            bias[:3] *= 0.5
+            acts += bias[:, None, None, :]
         hs = self._states(x, h0, reverse)
-        cs = self.ws.get((self.key, "c"), (t_count + 1, n, h), x.dtype)
-        tcs = self.ws.get((self.key, "tanh_c"), (t_count, n, h), x.dtype)
+        cs = self.ws.get((self.key, "c"), (t_count + 1, n, h), dtype)
+        tcs = self.ws.get((self.key, "tanh_c"), (t_count, n, h), dtype)
         start = t_count if reverse else 0
         if c0 is None:
             cs[start] = 0
         else:
             cs[start] = c0
-        tmp = self.ws.get("tmp_g", (n, 4 * h), x.dtype)
-        tmp_h = self.ws.get("tmp_h", (n, h), x.dtype)
+        tmp = self.ws.get("tmp_4", (4, n, h), dtype)
+        tmp_h = self.ws.get("tmp_h", (n, h), dtype)
         matmul, tanh, multiply = np.matmul, np.tanh, np.multiply
         for t in _order(t_count, reverse):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
-            a = acts[t]
-            matmul(hs[prev], w_hh_t, out=tmp)
+            a = acts[:, t]
+            matmul(hs[prev], w_hh4, out=tmp)
             a += tmp
             tanh(a, out=a)
-            s = a[:, : 3 * h]
+            s = a[:3]
             s *= 0.5
             s += 0.5  # i, f, o = sigmoid; g = tanh
             c = cs[cur]
-            multiply(a[:, h : 2 * h], cs[prev], out=c)
-            multiply(a[:, :h], a[:, 3 * h :], out=tmp_h)
+            multiply(a[1], cs[prev], out=c)
+            multiply(a[0], a[3], out=tmp_h)
             c += tmp_h
             tanh(c, out=tcs[t])
-            multiply(a[:, 2 * h : 3 * h], tcs[t], out=hs[cur])
+            multiply(a[2], tcs[t], out=hs[cur])
         return Direction(x, hs, acts, (cs, tcs), reverse)
 
     def backward(
@@ -319,26 +357,27 @@ class LSTMCell(Cell):
         h = self.hidden
         dtype = d.x.dtype
         cs, tcs = d.extra
-        da = self.ws.get("da", (t_count, n, 4 * h), dtype)
+        da = self.ws.get("da_4", (4, t_count, n, h), dtype)  # PyTorch's order i, f, g, o
         dh_next = self._start(d_h_last, n, dtype, "dh_next")
         dc = self._start(d_c_last, n, dtype, "dc")
         dh_sum = self.ws.get("dh", (n, h), dtype)
-        sd = self.ws.get("sig_d", (n, 3 * h), dtype)
+        sd = self.ws.get("sig_d", (3, n, h), dtype)
         tmp = self.ws.get("tmp_h", (n, h), dtype)
-        w_hh = self.w_hh.data
+        tmp4 = self.ws.get("tmp_4", (4, n, h), dtype)
+        w_hh4 = self.w_hh.data.reshape(4, h, h)  # gate k: dh += da_k @ W_hh[k]
         multiply, subtract = np.multiply, np.subtract
         order = _order(t_count, not d.reverse)  # BPTT runs against the direction of time
         last = order[-1] if len(order) else -1
         for t in order:
             prev = t + 1 if d.reverse else t
-            a, g_t, tc = d.acts[t], da[t], tcs[t]
-            i, f, o, g = a[:, :h], a[:, h : 2 * h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
+            a, g_t, tc = d.acts[:, t], da[:, t], tcs[t]
+            i, f, o, g = a[0], a[1], a[2], a[3]
             if d_hs is None:
                 dh = dh_next
             else:
                 np.add(d_hs[t], dh_next, out=dh_sum)
                 dh = dh_sum
-            s = a[:, : 3 * h]
+            s = a[:3]
             subtract(1, s, out=sd)
             sd *= s  # sigmoid'(pre) = s (1 - s) for i, f, o
             multiply(tc, tc, out=tmp)
@@ -346,71 +385,77 @@ class LSTMCell(Cell):
             tmp *= o
             tmp *= dh
             dc += tmp  # dc_t = dc from step t+1 + dh * o * (1 - tanh(c)^2)
-            d_o = g_t[:, 3 * h :]
+            d_o = g_t[3]
             multiply(dh, tc, out=d_o)
-            d_o *= sd[:, 2 * h :]
-            d_i = g_t[:, :h]
+            d_o *= sd[2]
+            d_i = g_t[0]
             multiply(dc, g, out=d_i)
-            d_i *= sd[:, :h]
-            d_f = g_t[:, h : 2 * h]
+            d_i *= sd[0]
+            d_f = g_t[1]
             multiply(dc, cs[prev], out=d_f)
-            d_f *= sd[:, h : 2 * h]
+            d_f *= sd[1]
             multiply(g, g, out=tmp)
             subtract(1, tmp, out=tmp)
             tmp *= i
-            multiply(dc, tmp, out=g_t[:, 2 * h : 3 * h])
+            multiply(dc, tmp, out=g_t[2])
             dc *= f  # dc_{t-1}
             if t != last or need_dh0:
-                np.matmul(g_t, w_hh, out=dh_next)
-        dx = self._add_grads(d, da, da, need_dx, same=True)
+                np.matmul(g_t, w_hh4, out=tmp4)
+                np.add.reduce(tmp4, axis=0, out=dh_next)  # dh_{t-1} = sum_k da_k @ W_hh[k]
+        dx = self._add_gate_grads(d, da, da, need_dx, same=True)
         if not need_dh0:
             return dx, None, None
         return dx, dh_next.copy(), dc.copy()
 
 
 class GRUCell(Cell):
-    """The GRU cell, activations in the order r, z, n (see the module docstring)."""
+    """The GRU cell, gate-major as the LSTM's: gate k's activations at step t are the block
+    ``acts[k, t]`` (N, H), in PyTorch's order r, z, n (the sigmoid gates are ``acts[:2]``)."""
 
     gates = 3
 
     def forward(self, x: Array, h0: Array | None, c0: Array | None, reverse: bool) -> Direction:
-        t_count, n, _ = x.shape
+        t_count, n, features = x.shape
         h = self.hidden
         dtype = x.dtype
-        scale = np.ones(3 * h, dtype)
-        scale[: 2 * h] = 0.5
-        w_ih = self.w_ih.data * scale[:, None]
-        w_hh = self.w_hh.data * scale[:, None]
-        bias = b_hn = None
+        scale = np.array([0.5, 0.5, 1.0], dtype)[:, None, None]  # r, z halved
+        w_ih3 = self.w_ih.data.reshape(3, h, features) * scale
+        w_hh3 = np.ascontiguousarray((self.w_hh.data.reshape(3, h, h) * scale).transpose(0, 2, 1))
+        acts = self.ws.get((self.key, "acts"), (3, t_count, n, h), dtype)
+        np.matmul(
+            x.reshape(t_count * n, features),
+            w_ih3.transpose(0, 2, 1),
+            out=acts.reshape(3, t_count * n, h),
+        )
+        b_hn = None
         if self.b_ih is not None and self.b_hh is not None:
-            bias = self.b_ih.data.copy()
-            bias[: 2 * h] += self.b_hh.data[: 2 * h]  # b_hr and b_hz fold into the projection
-            bias *= scale
+            bias = self.b_ih.data.reshape(3, h).copy()
+            bias[:2] += self.b_hh.data.reshape(3, h)[:2]  # b_hr and b_hz fold into the projection
+            bias *= scale[:, 0]
+            acts += bias[:, None, None, :]
             b_hn = self.b_hh.data[2 * h :]
-        acts = self._project(x, w_ih.T, bias)
         hs = self._states(x, h0, reverse)
-        ghs = self.ws.get((self.key, "gh"), (t_count, n, 3 * h), dtype)
+        ghs = self.ws.get((self.key, "gh"), (t_count, 3, n, h), dtype)  # ghs[t, 2] = W_hn h + b_hn
         tmp = self.ws.get("tmp_h", (n, h), dtype)
-        w_hh_t = np.ascontiguousarray(w_hh.T)
         matmul, tanh, multiply = np.matmul, np.tanh, np.multiply
         for t in _order(t_count, reverse):
             prev, cur = (hs[t + 1], hs[t]) if reverse else (hs[t], hs[t + 1])
-            a, gh = acts[t], ghs[t]
-            matmul(prev, w_hh_t, out=gh)
-            gh_n = gh[:, 2 * h :]
+            a, gh = acts[:, t], ghs[t]
+            matmul(prev, w_hh3, out=gh)
+            gh_n = gh[2]
             if b_hn is not None:
                 gh_n += b_hn
-            rz = a[:, : 2 * h]
-            rz += gh[:, : 2 * h]
+            rz = a[:2]
+            rz += gh[:2]
             tanh(rz, out=rz)
             rz *= 0.5
             rz += 0.5  # r, z = sigmoid
-            n_t = a[:, 2 * h :]
-            multiply(a[:, :h], gh_n, out=tmp)
+            n_t = a[2]
+            multiply(a[0], gh_n, out=tmp)
             n_t += tmp
             tanh(n_t, out=n_t)
             np.subtract(prev, n_t, out=cur)
-            cur *= a[:, h : 2 * h]
+            cur *= a[1]
             cur += n_t  # h = n + z (h_prev - n)
         return Direction(x, hs, acts, (ghs,), reverse)
 
@@ -427,52 +472,52 @@ class GRUCell(Cell):
         h = self.hidden
         dtype = d.x.dtype
         (ghs,) = d.extra
-        da_x = self.ws.get("da", (t_count, n, 3 * h), dtype)
-        da_h = self.ws.get("da_h", (t_count, n, 3 * h), dtype)
+        da_x = self.ws.get("da_3", (3, t_count, n, h), dtype)  # input projection's, r, z, n
+        da_h = self.ws.get("da_h3", (3, t_count, n, h), dtype)  # hidden projection's
         buffers = (
             self._start(d_h_last, n, dtype, "dh_next"),
             self.ws.get("dh_other", (n, h), dtype),
         )
         dh_sum = self.ws.get("dh", (n, h), dtype)
-        sd = self.ws.get("sig_d", (n, 2 * h), dtype)
+        sd = self.ws.get("sig_d", (2, n, h), dtype)
         t1 = self.ws.get("tmp_h", (n, h), dtype)
         t2 = self.ws.get("tmp_h2", (n, h), dtype)
-        previous, w_hh = d.previous(), self.w_hh.data
+        tmp3 = self.ws.get("tmp_3", (3, n, h), dtype)
+        previous, w_hh3 = d.previous(), self.w_hh.data.reshape(3, h, h)
         multiply, subtract = np.multiply, np.subtract
         order = _order(t_count, not d.reverse)  # BPTT runs against the direction of time
         last = order[-1] if len(order) else -1
         dh_next = buffers[0]
         for step, t in enumerate(order):
-            a, gx, gh = d.acts[t], da_x[t], da_h[t]
-            r, z, n_t = a[:, :h], a[:, h : 2 * h], a[:, 2 * h :]
+            a, gx, gh = d.acts[:, t], da_x[:, t], da_h[:, t]
+            r, z, n_t = a[0], a[1], a[2]
             if d_hs is None:
                 dh = dh_next
             else:
                 np.add(d_hs[t], dh_next, out=dh_sum)
                 dh = dh_sum
-            s = a[:, : 2 * h]
+            s = a[:2]
             subtract(1, s, out=sd)
             sd *= s  # sigmoid'(pre) for r, z
-            d_n = gx[:, 2 * h :]
+            d_n = gx[2]
             multiply(n_t, n_t, out=t1)
             subtract(1, t1, out=t1)
             subtract(1, z, out=t2)
             t1 *= t2
             multiply(dh, t1, out=d_n)  # dn_pre = dh (1 - z) (1 - n^2)
-            multiply(d_n, r, out=gh[:, 2 * h :])
-            d_r = gh[:, :h]
-            multiply(d_n, ghs[t][:, 2 * h :], out=d_r)
-            d_r *= sd[:, :h]
-            d_z = gh[:, h : 2 * h]
-            subtract(previous[t], n_t, out=d_z)
-            d_z *= dh
-            d_z *= sd[:, h:]
+            multiply(d_n, r, out=gh[2])
+            multiply(d_n, ghs[t, 2], out=gh[0])
+            gh[0] *= sd[0]
+            subtract(previous[t], n_t, out=gh[1])
+            gh[1] *= dh
+            gh[1] *= sd[1]
             if t != last or need_dh0:
                 new = buffers[(step + 1) % 2]
-                np.matmul(gh, w_hh, out=new)
+                np.matmul(gh, w_hh3, out=tmp3)
+                np.add.reduce(tmp3, axis=0, out=new)
                 multiply(dh, z, out=t1)
-                new += t1
+                new += t1  # dh_{t-1} = dh z + sum_k da_h[k] @ W_hh[k]
                 dh_next = new
-        da_x[:, :, : 2 * h] = da_h[:, :, : 2 * h]
-        dx = self._add_grads(d, da_x, da_h, need_dx, same=False)
+        da_x[:2] = da_h[:2]
+        dx = self._add_gate_grads(d, da_x, da_h, need_dx, same=False)
         return dx, (dh_next.copy() if need_dh0 else None), None
