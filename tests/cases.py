@@ -542,6 +542,22 @@ SEQUENCES = [
         in_shape=(_N, _T, _I),
     ),
     SequenceCase(
+        "FinalState",
+        lambda rng: nnkit.FinalState(),
+        in_shape=(_N, _T, 2 * _H),  # a batch-first bidirectional output
+        more_inputs=((4, _N, _H),),  # h_n of 2 layers, 2 directions
+        options={"batch_axis": [0, 1]},
+    ),
+    SequenceCase(
+        "Sequential-LSTM-bi-FinalState-Dense",
+        lambda rng: nnkit.Sequential(
+            nnkit.LSTM(_I, _H, 2, bidirectional=True, batch_first=True, rng=rng),
+            nnkit.FinalState(),
+            nnkit.Dense(2 * _H, 2, rng=rng),
+        ),
+        in_shape=(_N, _T, _I),
+    ),
+    SequenceCase(
         "Sequential-GRU-SequenceOutput",
         lambda rng: nnkit.Sequential(nnkit.GRU(_I, _H, rng=rng), nnkit.SequenceOutput()),
         in_shape=(_T, _N, _I),

@@ -267,3 +267,8 @@ def test_last_time_step_needs_a_sequence() -> None:
         nnkit.LastTimeStep(batch_first=True)(np.zeros((2, 0, 3)))
     with pytest.raises(ValueError, match=re.escape("got (4,)")):
         nnkit.LastTimeStep()(np.zeros(4))
+
+
+def test_final_state_needs_an_output_and_a_state() -> None:
+    with pytest.raises(ValueError, match=r"FinalState takes a recurrent layer's \(output, h_n\)"):
+        nnkit.FinalState()(np.zeros((2, 5, 7)), np.zeros((2, 2, 4)))  # 7 is not D * 4

@@ -151,6 +151,34 @@ def test_gradients_of_the_final_state_alone(kind: str) -> None:
     check_param_grads(ours, theirs)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_final_state_classifier_matches_torch(kind: str) -> None:
+    """Sequential(rnn, FinalState(), Dense) against torch.cat([h_n[-2], h_n[-1]], 1)."""
+    rng = np.random.default_rng(5)
+    theirs = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    theirs = theirs.double()
+    head = torch.nn.Linear(8, 2).double()
+    ours = nnkit.Sequential(
+        getattr(nnkit, kind)(3, 4, 2, bidirectional=True, batch_first=True, dtype=np.float64),
+        nnkit.FinalState(),
+        nnkit.Dense(8, 2, dtype=np.float64),
+    )
+    load_from_torch(ours[0], theirs)
+    ours[2].weight.data[...] = head.weight.detach().numpy().T
+    ours[2].bias.data[...] = head.bias.detach().numpy()  # type: ignore[union-attr]
+    x = rng.normal(size=(5, 6, 3))
+    tx = t(x, True)
+    state = theirs(tx)[1]
+    h_n = state[0] if kind == "LSTM" else state
+    t_y = head(torch.cat([h_n[-2], h_n[-1]], dim=1))
+    y = ours(x)
+    close(y, t_y)
+    g = rng.normal(size=y.shape)
+    (t_y * t(g)).sum().backward()
+    close(ours.backward(g), tx.grad)
+    check_param_grads(ours[0], theirs)
+
+
 @pytest.mark.parametrize("kind, gates", [("RNN", 1), ("LSTM", 4), ("GRU", 3)])
 def test_recurrent_parameters_have_torch_names_shapes_and_init(kind: str, gates: int) -> None:
     theirs = getattr(torch.nn, kind)(5, 16, num_layers=2, bidirectional=True)

@@ -21,6 +21,7 @@ from nnkit.layers.merge import Add, Concatenate, Multiply
 from nnkit.layers.normalization import LayerNorm
 from nnkit.layers.recurrent import GRU, LSTM, RNN
 from nnkit.layers.sequence import (
+    FinalState,
     LastTimeStep,
     PositionalEmbedding,
     SequenceOutput,
@@ -40,6 +41,7 @@ __all__ = [
     "Dropout",
     "Dropout2d",
     "Embedding",
+    "FinalState",
     "Identity",
     "LastTimeStep",
     "LayerNorm",

@@ -33,10 +33,11 @@ from numpy.typing import DTypeLike
 
 from nnkit import functional, init
 from nnkit._checks import as_generator, check_int, check_real
+from nnkit.layers._options import bind_options
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
-__all__ = ["MultiheadAttention", "bind_options", "causal_mask"]
+__all__ = ["MultiheadAttention", "causal_mask"]
 
 
 def causal_mask(length: int, source_length: int | None = None) -> Array:
@@ -529,34 +530,3 @@ _OPTIONS = {
     "is_causal": False,
 }
 """The arguments of MultiheadAttention.forward after (query, key, value), with defaults."""
-
-
-def bind_options(
-    layer: str,
-    spec: dict[str, Any],
-    required: int,
-    options: tuple[Any, ...],
-    keywords: dict[str, Any],
-) -> dict[str, Any]:
-    """``options`` (the positional arguments after the ``required`` inputs) and ``keywords``
-    bound to the names of ``spec`` (name -> default), as Python binds arguments. A forward
-    written as ``forward(x, *options, **keywords)`` keeps PyTorch's keyword arguments and
-    still knows how many inputs were positional: its backward returns one gradient each."""
-    names = list(spec)
-    if len(options) > len(names):
-        raise TypeError(
-            f"{layer}.forward() takes {required} inputs and at most {len(names)} further "
-            f"arguments ({', '.join(names)}), got {required + len(options)} positional arguments"
-        )
-    settings = dict(spec)
-    settings.update(zip(names, options, strict=False))  # the first len(options) names
-    for name, value in keywords.items():
-        if name not in spec:
-            raise TypeError(f"{layer}.forward() got an unexpected keyword argument {name!r}")
-        if name in names[: len(options)]:
-            raise TypeError(f"{layer}.forward() got multiple values for argument {name!r}")
-        settings[name] = value
-    for name, default in spec.items():
-        if isinstance(default, bool) and not isinstance(settings[name], (bool, np.bool_)):
-            raise TypeError(f"{layer} {name} must be True or False, got {settings[name]!r}")
-    return settings

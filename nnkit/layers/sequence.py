@@ -10,8 +10,8 @@ The classification idiom (docs/sequences.md)::
     )
 
 ``Sequential`` passes a child's tuple to the next child as separate arguments, so
-``SequenceOutput`` and ``LastTimeStep`` take ``(output, state)`` and hand back one array; their
-backward returns the output's gradient and zeros for the state.
+``SequenceOutput``, ``LastTimeStep`` and ``FinalState`` take ``(output, state)`` and hand back
+one array; their backward returns gradients for both (zeros where nothing was used).
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from nnkit._checks import as_generator, check_int
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
-__all__ = ["LastTimeStep", "PositionalEmbedding", "SequenceOutput", "SinusoidalPositionalEncoding"]
+__all__ = [
+    "FinalState",
+    "LastTimeStep",
+    "PositionalEmbedding",
+    "SequenceOutput",
+    "SinusoidalPositionalEncoding",
+]
 
 
 def _zeros_like(value: Any) -> Any:
@@ -81,7 +87,7 @@ class LastTimeStep(_TakesState):
     ``forward(output, state=...)`` drops the state, as :class:`SequenceOutput` does. Backward
     puts ``dy`` at the last step and zeros everywhere else. For a bidirectional layer the
     last step holds the forward direction's final state but the reverse direction's state after
-    one step only; use ``h_n`` (a Graph node ``"rnn:1"``) to get both directions' final states.
+    one step only; :class:`FinalState` gives both directions' final states.
 
     Args:
         batch_first: whether the sequence is (N, T, features) rather than (T, N, features).
@@ -120,6 +126,52 @@ class LastTimeStep(_TakesState):
 
     def get_config(self) -> dict[str, Any]:
         return {"batch_first": self.batch_first}
+
+
+class FinalState(Module):
+    """The final hidden state of a recurrent layer's last layer, every direction side by side:
+    ``(N, D * hidden)``, for a Dense layer (PyTorch users write
+    ``torch.cat([h_n[-2], h_n[-1]], dim=1)`` for a bidirectional layer).
+
+    ``forward(output, h_n)`` (RNN, GRU) or ``forward(output, (h_n, c_n))`` (LSTM), as a
+    recurrent layer returns them; ``D = output features // hidden`` is the number of
+    directions. Unlike :class:`LastTimeStep`, the reverse direction's part is its state after
+    the whole sequence. Backward: zeros for the output, ``dy`` into the last layer's rows of
+    the state's gradient, zeros elsewhere (and for ``c_n``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._like: tuple[tuple[int, ...], tuple[int, ...], bool, np.dtype[Any]] | None = None
+
+    def forward(self, output: Any, state: Any) -> Array:
+        lstm = isinstance(state, (tuple, list))
+        h_n = as_float_array(state[0] if lstm else state)
+        out = np.asarray(output)
+        if h_n.ndim != 3 or out.ndim != 3 or out.shape[-1] % h_n.shape[2]:
+            raise ValueError(
+                "FinalState takes a recurrent layer's (output, h_n): output (T, N, D * hidden) "
+                f"or (N, T, D * hidden) and h_n (layers * D, N, hidden); got output "
+                f"{out.shape} and h_n {h_n.shape}"
+            )
+        directions = out.shape[-1] // h_n.shape[2]
+        self._like = (out.shape, h_n.shape, lstm, h_n.dtype)
+        last = h_n[h_n.shape[0] - directions :]  # (D, N, hidden)
+        return np.ascontiguousarray(last.transpose(1, 0, 2)).reshape(
+            h_n.shape[1], directions * h_n.shape[2]
+        )
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._like is None:
+            raise self._no_cache_error()
+        out_shape, state_shape, lstm, dtype = self._like
+        layers_d, n, hidden = state_shape
+        directions = out_shape[-1] // hidden
+        dy = self.grad_like(grad_out, (n, directions * hidden), dtype)
+        d_h = np.zeros(state_shape, dtype)
+        d_h[layers_d - directions :] = dy.reshape(n, directions, hidden).transpose(1, 0, 2)
+        d_state = (d_h, np.zeros(state_shape, dtype)) if lstm else d_h
+        return np.zeros(out_shape, dtype), d_state
 
 
 def _check_sequence(layer: str, x: Array, d_model: int, max_len: int, batch_first: bool) -> int:

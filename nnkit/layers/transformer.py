@@ -25,8 +25,9 @@ from numpy.typing import DTypeLike
 
 from nnkit._checks import as_generator, check_int, check_real
 from nnkit.containers import Container
+from nnkit.layers._options import bind_options
 from nnkit.layers.activations import GELU, ReLU
-from nnkit.layers.attention import MultiheadAttention, bind_options, causal_mask
+from nnkit.layers.attention import MultiheadAttention, causal_mask
 from nnkit.layers.dropout import Dropout
 from nnkit.layers.normalization import LayerNorm
 from nnkit.module import Array, Module, as_float_array
