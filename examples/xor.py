@@ -43,7 +43,7 @@ def train(seed: int) -> nnkit.Sequential:
     for _ in range(EPOCHS):
         optimizer.zero_grad()
         loss_fn(model(X), Y)
-        model.backward(loss_fn.backward())
+        model.accumulate_grad(loss_fn.backward())
         optimizer.step()
     return model
 

@@ -11,6 +11,7 @@ from nnkit import (
     callbacks,
     data,
     datasets,
+    diagnostics,
     functional,
     init,
     layers,
@@ -23,6 +24,7 @@ from nnkit._gradcheck import GradcheckError, gradcheck
 from nnkit._summary import summary
 from nnkit._version import __version__
 from nnkit.containers import Concat, Container, Parallel, Residual, Sequential
+from nnkit.diagnostics import diagnose
 from nnkit.graph import Graph
 from nnkit.layers import *  # noqa: F403 - every layer, listed once in nnkit.layers.__all__
 from nnkit.layers.attention import causal_mask
@@ -71,6 +73,8 @@ __all__ = [
     "causal_mask",
     "data",
     "datasets",
+    "diagnose",
+    "diagnostics",
     "evaluate",
     "fit",
     "functional",

@@ -35,7 +35,7 @@ def xor_demo(seed: int = 0, epochs: int = 2000) -> None:
     for epoch in range(1, epochs + 1):
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        model.accumulate_grad(loss_fn.backward())
         optimizer.step()
         if epoch in (1, epochs // 10, epochs // 2, epochs):
             print(f"epoch {epoch:5d}  loss {loss:.5f}")

@@ -34,6 +34,22 @@ def check_real(
     return number
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool: TypeError unless it is a bool (or a NumPy bool). Strings, numbers
+    and None are refused: ``"no"`` is truthy, and a flag must not be read by truthiness."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of the strings ``choices``, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
 def as_generator(rng: np.random.Generator | None) -> np.random.Generator:
     """``rng`` itself, or a fresh unseeded Generator for None; TypeError for anything else."""
     if rng is None:

@@ -118,7 +118,7 @@ def as_inputs(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
             continue
         array = np.asarray(x)
         if array.dtype.kind == "f":
-            out.append(np.array(array, dtype=np.float64, copy=True))
+            out.append(np.array(array, dtype=np.float64, order="C", copy=True))
         elif array.dtype.kind in "iub":
             out.append(array)
         else:
@@ -132,8 +132,24 @@ def differentiable(x: Any) -> bool:
 
 
 def outputs_of(y: Any) -> tuple[Any, ...]:
-    """A forward's result as a tuple of outputs."""
+    """A forward's result as a tuple of outputs (an output may itself be a tuple, as an
+    LSTM's ``(h, c)``)."""
     return y if isinstance(y, tuple) else (y,)
+
+
+def leaves(tree: Any) -> list[Any]:
+    """The arrays of a nested tuple, in order."""
+    if isinstance(tree, tuple):
+        return [leaf for item in tree for leaf in leaves(item)]
+    return [tree]
+
+
+def grad_tree(tree: Any, make: Callable[[tuple[int, ...]], Array]) -> Any:
+    """A gradient of the same nested structure: ``make(shape)`` for each floating array,
+    None for anything else (an integer output has no gradient)."""
+    if isinstance(tree, tuple):
+        return tuple(grad_tree(item, make) for item in tree)
+    return make(tree.shape) if differentiable(tree) else None
 
 
 def input_grads(dx: Any, count: int) -> tuple[Any, ...]:
@@ -190,14 +206,15 @@ def _check_module(
         return outputs_of(module.forward(*xs))
 
     rng = np.random.default_rng(seed)
-    rs = tuple(rng.standard_normal(np.shape(y)) if differentiable(y) else None for y in run())
+    rs = grad_tree(run(), rng.standard_normal)
 
     def objective() -> float:
-        return float(sum(np.sum(y * r) for y, r in zip(run(), rs, strict=True) if r is not None))
+        pairs = zip(leaves(run()), leaves(rs), strict=True)
+        return float(sum(np.sum(y * r) for y, r in pairs if r is not None))
 
     module.zero_grad()
     run()
-    dxs = input_grads(module.backward(*(None if r is None else r.copy() for r in rs)), len(xs))
+    dxs = input_grads(module.backward(*_copy_tree(rs)), len(xs))
     for i, (x, dx) in enumerate(zip(xs, dxs, strict=True)):
         if differentiable(x):
             what = "input x" if len(xs) == 1 else f"input {i}"
@@ -220,6 +237,12 @@ def _check_module(
         )
 
 
+def _copy_tree(tree: Any) -> Any:
+    if isinstance(tree, tuple):
+        return tuple(_copy_tree(item) for item in tree)
+    return None if tree is None else tree.copy()
+
+
 def _compare(
     what: str,
     analytic: Array,
@@ -234,19 +257,17 @@ def _compare(
         raise GradcheckError(
             f"gradient of {what} has shape {analytic.shape}, expected {values.shape}"
         )
-    flat_analytic = analytic.reshape(-1)
-    flat = values.reshape(-1)  # a view: values is contiguous
-    for i in sampler.indices(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
+    for i in sampler.indices(values.size):
+        index = tuple(int(k) for k in np.unravel_index(i, values.shape))  # any memory layout
+        original = values[index]
+        values[index] = original + eps
         plus = objective()
-        flat[i] = original - eps
+        values[index] = original - eps
         minus = objective()
-        flat[i] = original
+        values[index] = original
         numeric = (plus - minus) / (2 * eps)
-        a = float(flat_analytic[i])
+        a = float(analytic[index])
         if not abs(a - numeric) <= atol + rtol * abs(numeric):
-            index = tuple(int(k) for k in np.unravel_index(i, values.shape))
             raise GradcheckError(
                 f"gradient of {what} at index {index}: analytic {a:.8g}, numeric {numeric:.8g} "
                 f"(difference {abs(a - numeric):.3g} > atol + rtol * |numeric| = "

@@ -84,6 +84,10 @@ class Callback:
         """Called once when training ends normally, is stopped, or is interrupted by Ctrl-C;
         ``logs`` are those of the last complete epoch (empty if there was none)."""
 
+    def _release(self) -> None:
+        """Called by fit in every case, also when an exception escapes: let go of what the
+        callback holds on the model (a HealthMonitor's hooks)."""
+
 
 def _check_logged(callback: Callback, monitor: str, uses: str | None = None) -> None:
     """Raise ValueError, before training starts, if fit will not log ``monitor``; the message

@@ -76,19 +76,22 @@ class Container(Module):
         )
 
     def _note(self, exc: BaseException, method: str, name: str, child: Module) -> None:
-        """Say in ``exc`` which child raised; an inner container's note is extended with
-        this child's name, so the note carries the whole dotted path."""
+        """Say in ``exc`` which child raised, by its dotted path from this container; a note
+        an inner container added is replaced, so one note carries the whole path (also
+        through plain modules between containers)."""
         where = getattr(exc, "_nnkit_child", None)
         if where is None:
-            method_, path, cls = method, name, type(child).__name__
+            method_, culprit = method, child
         else:
-            old, method_, inner_path, cls = where
-            path = f"{name}.{inner_path}"
+            old, method_, culprit = where
             _remove_note(exc, old)
-        note = f'raised in {method_} of child "{path}" ({cls})'
+        path = name
+        if culprit is not child:
+            path = next((p for p, m in self.named_modules() if m is culprit), name)
+        note = f'raised in {method_} of child "{path}" ({type(culprit).__name__})'
         add_note(exc, note)
         with contextlib.suppress(AttributeError):  # an exception type without a __dict__
-            exc._nnkit_child = (note, method_, path, cls)  # type: ignore[attr-defined]
+            exc._nnkit_child = (note, method_, culprit)  # type: ignore[attr-defined]
 
     def _forward_child(self, name: str, child: Module, *inputs: Any) -> Any:
         try:
@@ -299,6 +302,9 @@ class Concat(Container):
     def _named_members(self) -> Iterator[tuple[str, Any]]:
         for i, branch in enumerate(self.branches):
             yield str(i), branch
+        for name, member in super()._named_members():  # what a subclass adds of its own
+            if not name.startswith("branches."):
+                yield name, member
 
     def forward(self, x: Array) -> Array:
         (x,) = self._as_own_dtype((as_float_array(x),))
@@ -374,6 +380,9 @@ class Parallel(Container):
     def _named_members(self) -> Iterator[tuple[str, Any]]:
         for i, branch in enumerate(self.branches):
             yield str(i), branch
+        for name, member in super()._named_members():  # what a subclass adds of its own
+            if not name.startswith("branches."):
+                yield name, member
 
     def forward(self, *inputs: Any) -> tuple[Any, ...]:
         if len(inputs) != len(self.branches):

@@ -1,7 +1,9 @@
 """Numerically stable primitives shared by the layers and the losses.
 
-Every function here is finite for every finite input, in float32 and float64, and raises no
-overflow, invalid-value or divide-by-zero warning. The tricks:
+No function here overflows in an intermediate step: each is finite, with no overflow,
+invalid-value or divide-by-zero warning, for every finite input whose result fits the dtype
+(in float32 and float64; ``log_softmax`` of logits more than the dtype's maximum apart is
+``-inf``, as the exact value is beyond it). The tricks:
 
 - ``softplus(x) = log(1 + e^x)`` is ``np.logaddexp(0, x)``, which never forms ``e^x`` for
   large ``x``.
@@ -31,9 +33,14 @@ def softplus(x: Array) -> Array:
     return np.logaddexp(0, x)
 
 
+def _new(out: Any) -> Array:
+    """``out`` as an array we may write into: a ufunc turns a 0-d input into a scalar."""
+    return out if type(out) is np.ndarray else np.asarray(out)
+
+
 def sigmoid(x: Array) -> Array:
     """``1 / (1 + exp(-x))``, elementwise, computed as ``exp(-softplus(-x))``."""
-    out = np.negative(x)
+    out = _new(np.negative(x))
     np.logaddexp(0, out, out=out)
     np.negative(out, out=out)
     return np.exp(out, out=out)
@@ -41,7 +48,7 @@ def sigmoid(x: Array) -> Array:
 
 def log_sigmoid(x: Array) -> Array:
     """``log(sigmoid(x)) = -softplus(-x)``, elementwise."""
-    out = np.negative(x)
+    out = _new(np.negative(x))
     np.logaddexp(0, out, out=out)
     return np.negative(out, out=out)
 
@@ -52,7 +59,15 @@ def shift_by_max(x: Array, axis: int) -> tuple[Array, Array]:
     The first step of every softmax-family formula here, and of the losses that fuse one
     (``CrossEntropyLoss``): after it the largest exponent is ``e^0 = 1``. An empty ``x`` gives
     a max of 0.
+
+    Raises:
+        ValueError: ``x`` has no axis ``axis`` (a 0-d ``x`` has none).
     """
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(
+            f"axis {axis} is out of range for an input of shape {x.shape} ({x.ndim}-d); the "
+            "softmax family normalises along an axis of the input"
+        )
     if x.size:
         m = np.maximum.reduce(x, axis=axis, keepdims=True)
     else:

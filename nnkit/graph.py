@@ -118,6 +118,9 @@ class Graph(Container):
     # -- the tree --------------------------------------------------------------------------
     def _named_members(self) -> Iterator[tuple[str, Any]]:
         yield from self.nodes.items()
+        for name, member in super()._named_members():  # what a subclass adds of its own
+            if not name.startswith("nodes."):
+                yield name, member
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,11 @@ comes out of the model (logits, probabilities, regression values); ``target`` is
     log-probabilities. ``target`` is integer class indices of shape (N,), or one-hot or
     probability rows of shape (N, C) with values in [0, 1] (then the target class is their
     argmax; rows with other values, such as regression targets, are an error).
+  * **multiclass N-D**, ``pred`` of shape (N, C, d1, ...) (classes on axis 1, as
+    ``CrossEntropyLoss`` reads it: a class per time step or per pixel): the same, position by
+    position, with targets of shape (N, d1, ...) or of pred's shape; the accuracy is the
+    fraction of correct positions. Ignored targets (``ignore_index``) are not supported:
+    pass a callable.
   * **binary**, ``pred`` of shape (N,) or (N, 1): class 1 is ``pred > 0.5`` for
     probabilities, ``pred > 0`` for logits (``from_logits=True``); the two agree because
     ``sigmoid(0) = 0.5``. ``target`` has N values in [0, 1], shape (N,) or (N, 1); class 1 is
@@ -69,6 +74,8 @@ class Accuracy:
     (N, C), C>=2  (N,) integer class indices        argmax(pred, 1) / target
     (N, C), C>=2  (N, C) one-hot or probabilities   argmax(pred, 1) / argmax(target, 1)
                   in [0, 1]
+    (N, C, d...)  (N, d...) indices, or pred's      the same, at every position
+                  shape (one-hot or probabilities)
     (N,), (N, 1)  (N,) or (N, 1) values in [0, 1]   pred > 0.5 (pred > 0 if from_logits) /
                                                     target > 0.5
     ============  ================================  =========================================
@@ -85,13 +92,13 @@ class Accuracy:
 
     def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
         p, t = _numeric("accuracy", "pred", pred), _numeric("accuracy", "target", target)
-        if p.ndim not in (1, 2) or p.shape[0] == 0:
+        if p.ndim == 0 or p.shape[0] == 0 or (p.ndim > 2 and p.shape[1] < 2):
             raise ValueError(
-                f"accuracy expects pred of shape (N, C) for classes or (N,) / (N, 1) for binary "
-                f"outputs with N >= 1, got {p.shape}"
+                f"accuracy expects pred of shape (N, C) or (N, C, d1, ...) for classes (C >= 2) "
+                f"or (N,) / (N, 1) for binary outputs with N >= 1, got {p.shape}"
             )
         n = p.shape[0]
-        if p.ndim == 2 and p.shape[1] >= 2:
+        if p.ndim > 2 or (p.ndim == 2 and p.shape[1] >= 2):
             return _multiclass(p, t)
         if t.shape not in ((n,), (n, 1)):
             raise ValueError(
@@ -132,7 +139,10 @@ class Accuracy:
         if t.dtype.kind not in "biuf" or t.size == 0 or t.dtype.kind == "b":
             return  # other checks report non-numeric or empty targets
         in_unit = bool(np.all((t >= 0) & (t <= 1)))
-        indices = t.ndim == 1 and t.dtype.kind in "iu" and bool(np.all(t >= 0))
+        # (N,) indices, or (N, d1, ...) for N-D outputs; (N, 1) is refused below: it is far
+        # more often a column of labels than a sequence of length 1
+        column = t.ndim == 2 and t.shape[1] == 1
+        indices = t.ndim >= 1 and not column and t.dtype.kind in "iu" and bool(np.all(t >= 0))
         if in_unit or indices:
             return
         integral = bool(np.all(t == np.round(t)))
@@ -156,25 +166,27 @@ class Accuracy:
 
 
 def _multiclass(p: NDArray[Any], t: NDArray[Any]) -> float:
-    n, c = p.shape
+    """Accuracy of class scores on axis 1 of (N, C) or (N, C, d1, ...)."""
+    c = p.shape[1]
+    indices_shape = (p.shape[0], *p.shape[2:])
     predicted = np.argmax(p, axis=1)
-    if t.shape == (n, c):
+    if t.shape == p.shape:
         if not np.all((t >= 0) & (t <= 1)):
             raise ValueError(
-                f"accuracy expects target rows of shape ({n}, {c}) to be one-hot or "
+                f"accuracy expects target rows of shape {p.shape} to be one-hot or "
                 f"probabilities with values in [0, 1], got values {_value_range(t)}; pass "
-                f"class indices of shape ({n},) or one-hot rows; {_FOR_REGRESSION}"
+                f"class indices of shape {indices_shape} or one-hot rows; {_FOR_REGRESSION}"
             )
         return float(np.mean(predicted == np.argmax(t, axis=1)))
-    if t.shape != (n,):
+    if t.shape != indices_shape:
         raise ValueError(
-            f"accuracy expects target of shape ({n},) (class indices) or ({n}, {c}) (one-hot or "
-            f"probabilities) for pred of shape {p.shape}, got {t.shape}"
+            f"accuracy expects target of shape {indices_shape} (class indices) or {p.shape} "
+            f"(one-hot or probabilities) for pred of shape {p.shape}, got {t.shape}"
         )
     if t.dtype.kind not in "iu":
         raise TypeError(
-            f"accuracy expects integer class indices of shape ({n},), got dtype {t.dtype}; "
-            "convert with y.astype(int), or pass one-hot rows of shape (N, C)"
+            f"accuracy expects integer class indices of shape {indices_shape}, got dtype "
+            f"{t.dtype}; convert with y.astype(int), or pass one-hot rows of pred's shape"
         )
     if np.any(t < 0) or np.any(t >= c):
         bad = t[(t < 0) | (t >= c)][0]

@@ -89,6 +89,15 @@ class Module:
         if "backward" in cls.__dict__ and "accumulate_grad" not in cls.__dict__:
             cls.accumulate_grad = Module.accumulate_grad  # type: ignore[method-assign]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The instance's attributes for copying, without a diagnostics tracer's patches
+        (which call the original module's methods, so a copy must not keep them)."""
+        return {
+            key: value
+            for key, value in self.__dict__.items()
+            if not getattr(value, "_nnkit_traced", False)
+        }
+
     # -- the contract --------------------------------------------------------------------
     def forward(self, *inputs: Any) -> Any:
         """Compute the output for a batch and cache what :meth:`backward` needs.
@@ -366,26 +375,53 @@ class Module:
             problems.append(f"unexpected generators: {', '.join(unexpected)}")
         if strict and missing:
             problems.append(f"missing generators: {', '.join(missing)}")
+        replacements: dict[str, np.random.Generator] = {}
         for name, generator in generators.items():
             if name not in state:
                 continue
+            saved = state[name]
+            kind_name = saved.get("bit_generator") if isinstance(saved, Mapping) else None
             kind = type(generator.bit_generator)
+            if isinstance(kind_name, str) and kind_name != kind.__name__:
+                other = getattr(np.random, kind_name, None)  # the saved kind, e.g. MT19937
+                if not (isinstance(other, type) and issubclass(other, np.random.BitGenerator)):
+                    problems.append(f"{name}: unknown bit generator {kind_name!r}")
+                    continue
+                kind = other
             try:
                 probe = kind()
-                probe.state = state[name]
+                probe.state = saved
             except Exception as exc:
                 problems.append(
                     f"{name}: the state does not fit a {kind.__name__} ({type(exc).__name__}: "
                     f"{exc})"
                 )
+                continue
+            if kind is not type(generator.bit_generator):
+                if self._owner_of(name, generator) is None:
+                    problems.append(f"{name}: a {kind.__name__} state cannot replace it here")
+                    continue
+                replacements[name] = np.random.Generator(probe)
         if problems:
             raise ValueError(
                 f"cannot load generator state into {type(self).__name__}; nothing was "
                 "changed:\n  " + "\n  ".join(problems)
             )
         for name, generator in generators.items():
-            if name in state:
+            if name in replacements:
+                owner, attribute = self._owner_of(name, generator)  # type: ignore[misc]
+                setattr(owner, attribute, replacements[name])
+            elif name in state:
                 generator.bit_generator.state = state[name]
+
+    def _owner_of(self, name: str, generator: Any) -> tuple[Module, str] | None:
+        """The module and attribute holding ``generator`` under the dotted ``name``, if it is
+        a plain attribute (not inside a list or dict)."""
+        owner_path, _, attribute = name.rpartition(".")
+        owner = dict(self.named_modules()).get(owner_path)
+        if owner is None or vars(owner).get(attribute) is not generator:
+            return None
+        return owner, attribute
 
     # -- description -----------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -160,7 +160,9 @@ class Buffer:
     A Buffer is found by the same attribute walk as a :class:`Parameter` and has a dotted name
     (``"1.running_mean"``), but it has no gradient and no optimizer updates it: the module
     that owns it writes ``data`` itself, usually in place (``buf.data *= 0.9``) or by
-    assignment (``buf.data = new``). ``state_dict()`` holds every *persistent* buffer beside the
+    assignment (``buf.data = new``, stored as an ndarray in the buffer's dtype: a 0-d count
+    stays an int64 array, a float64 result does not promote a float32 buffer).
+    ``state_dict()`` holds every *persistent* buffer beside the
     parameters, so saving, loading, checkpoints and ``astype`` carry it; a non-persistent
     buffer (``persistent=False``, e.g. a cache that can be recomputed) is neither saved nor
     loaded. ``astype`` converts floating buffers; integer and bool buffers (counts, masks)
@@ -172,9 +174,9 @@ class Buffer:
         persistent: whether ``state_dict()`` includes the buffer.
     """
 
-    __slots__ = ("data", "persistent")
+    __slots__ = ("_data", "persistent")
 
-    data: NDArray[Any]
+    _data: NDArray[Any]
     persistent: bool
 
     def __init__(
@@ -185,8 +187,20 @@ class Buffer:
             raise TypeError(f"Buffer data must be numeric (bool, int, float), got {array.dtype}")
         if type(persistent) is not bool:
             raise TypeError(f"Buffer persistent must be True or False, got {persistent!r}")
-        self.data = array
+        self._data = array
         self.persistent = persistent
+
+    @property
+    def data(self) -> NDArray[Any]:
+        """The values (an ndarray, also for a 0-d count)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: ArrayLike) -> None:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"Buffer data must be numeric (bool, int, float), got {array.dtype}")
+        self._data = array.astype(self._data.dtype, copy=False)  # astype() changes the dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -207,8 +221,8 @@ class Buffer:
         """Convert a floating buffer to another floating ``dtype``; other buffers keep theirs."""
         if np.dtype(dtype).kind != "f":
             raise TypeError(f"astype takes a floating dtype, got {np.dtype(dtype)}")
-        if self.data.dtype.kind == "f":
-            self.data = self.data.astype(dtype)
+        if self._data.dtype.kind == "f":
+            self._data = self._data.astype(dtype)
 
     def __repr__(self) -> str:
         extra = "" if self.persistent else ", persistent=False"

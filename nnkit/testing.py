@@ -31,8 +31,10 @@ from nnkit._gradcheck import (
     GradcheckError,
     as_inputs,
     differentiable,
+    grad_tree,
     gradcheck,
     input_grads,
+    leaves,
     outputs_of,
     perturb_state,
 )
@@ -126,7 +128,9 @@ def check_module(
     axes = _batch_axes(batch_axis, xs)
     _check_repr(module)
     fresh = copy.deepcopy(module)
-    _check_backward_first(module, lambda: fresh.backward(np.ones(np.shape(xs[0]))))
+    probe = copy.deepcopy(module).astype(np.float64)  # learns the outputs' shapes
+    ones = grad_tree(outputs_of(probe.forward(*xs)), np.ones)
+    _check_backward_first(module, lambda: fresh.backward(*ones))
     for mode in _modes(module, xs, modes):
         checker = _LayerChecker(module, xs, axes, mode, seed)
         checker.dtypes()
@@ -141,11 +145,11 @@ def check_module(
             max_elements=max_elements,
             perturb=perturb,
         )
-        if _holds(batch_independent, mode):
+        if _holds(batch_independent, mode) and any(a is not None for a in axes):
             checker.batch_independence()
         checker.accumulation()
         checker.state_round_trip()
-        if _holds(empty_batch, mode):
+        if _holds(empty_batch, mode) and any(a is not None for a in axes):
             checker.empty_batch()
 
 
@@ -213,7 +217,7 @@ def _modes(module: Module, xs: tuple[Any, ...], modes: Sequence[Mode] | None) ->
     outputs = []
     for training in (True, False):
         m.train(training)
-        outputs.append(outputs_of(m.forward(*xs)))
+        outputs.append(leaves(outputs_of(m.forward(*xs))))
     same = all(
         np.shape(a) == np.shape(b) and np.array_equal(a, b, equal_nan=True)
         for a, b in zip(*outputs, strict=True)
@@ -255,12 +259,9 @@ class _LayerChecker:
             m.load_generator_state(draws)
         return outputs_of(m.forward(*xs))
 
-    def grads_for(self, ys: tuple[Any, ...], seed: int, dtype: Any) -> tuple[Any, ...]:
+    def grads_for(self, ys: tuple[Any, ...], seed: int, dtype: Any) -> Any:
         rng = _rng(seed)
-        return tuple(
-            rng.standard_normal(np.shape(y)).astype(dtype) if differentiable(y) else None
-            for y in ys
-        )
+        return grad_tree(ys, lambda shape: rng.standard_normal(shape).astype(dtype))
 
     # -- the checks ------------------------------------------------------------------------
     def dtypes(self) -> None:
@@ -272,15 +273,15 @@ class _LayerChecker:
             for x, x0 in zip(xs, before, strict=True):
                 if isinstance(x, np.ndarray) and not np.array_equal(x, x0, equal_nan=True):
                     raise self.fail("forward() mutated its input")
-            for y in ys:
+            for y in leaves(ys):
                 if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.dtype != dtype:
                     raise self.fail(
                         f"forward() in {dtype} (input and parameters) returned {y.dtype}"
                     )
             dys = self.grads_for(ys, self.seed, dtype)
-            dys_before = [None if g is None else g.copy() for g in dys]
+            dys_before = [None if g is None else g.copy() for g in leaves(dys)]
             dxs = input_grads(m.backward(*dys), len(xs))
-            for g, g0 in zip(dys, dys_before, strict=True):
+            for g, g0 in zip(leaves(dys), dys_before, strict=True):
                 if g is not None and g0 is not None and not np.array_equal(g, g0):
                     raise self.fail("backward() mutated grad_out")
             for x, dx in zip(xs, dxs, strict=True):
@@ -304,7 +305,7 @@ class _LayerChecker:
         if has_params and any(differentiable(x) for x in self.xs):
             m = self.copy(np.float32)
             ys = self.run(m, self.inputs(np.float64), m.generator_state())
-            for y in ys:
+            for y in leaves(ys):
                 if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.dtype != np.float32:
                     raise self.fail(
                         f"float64 input into a float32 module gave {y.dtype} output; compute "
@@ -323,7 +324,7 @@ class _LayerChecker:
                 _take(x, a, slice(i, i + 1)) for x, a in zip(self.xs, self.axes, strict=True)
             )
             rows = self.run(m, part, draws)
-            for y, row in zip(ys, rows, strict=True):
+            for y, row in zip(leaves(ys), leaves(rows), strict=True):
                 expected = _take(y, self.out_axis, slice(i, i + 1))
                 if np.shape(row) != np.shape(expected) or not np.allclose(
                     row, expected, 1e-7, 1e-10
@@ -340,7 +341,7 @@ class _LayerChecker:
         m.zero_grad()
         ys = self.run(m, self.xs, draws)
         dys = self.grads_for(ys, self.seed + 1, np.float64)
-        dx1 = input_grads(m.backward(*dys), len(self.xs))
+        dx1 = input_grads(m.backward(*dys), len(self.xs))  # dys: one tree per output
         once = _grads(m)
         dx2 = input_grads(m.backward(*dys), len(self.xs))
         for x, a, b in zip(self.xs, dx1, dx2, strict=True):
@@ -378,10 +379,10 @@ class _LayerChecker:
                 f"state_dict keys {sorted(state)} differ from the parameters and persistent "
                 f"buffers {sorted(expected)}"
             )
-        for value in m.state_dict().values():
-            value += 1  # must not reach the module: state_dict returns copies
-        if not all(np.array_equal(v, state[k]) for k, v in m.state_dict().items()):
-            raise self.fail("state_dict() returned views of the parameters or buffers, not copies")
+        members = dict(m.named_parameters()) | dict(m.named_buffers())
+        shared = [k for k, v in state.items() if np.shares_memory(v, members[k].data)]
+        if shared:
+            raise self.fail(f"state_dict() returned views of {shared}, not copies")
         other = self.copy()  # built as given: state kept outside parameters and buffers is lost
         perturb_state(other, _rng(self.seed + 3))
         other.load_state_dict(state)
@@ -392,11 +393,11 @@ class _LayerChecker:
             for generator in dict(other.named_generators()).values():
                 generator.random(3)  # advance, so that the load has something to undo
             other.load_generator_state(draws)
-            if other.generator_state() != draws:
+            if not _same_tree(other.generator_state(), draws):
                 raise self.fail("load_generator_state did not restore the generator states")
         reference = self.run(m, self.xs, draws)
         again = self.run(other, self.xs, draws)
-        for a, b in zip(reference, again, strict=True):
+        for a, b in zip(leaves(reference), leaves(again), strict=True):
             if not np.array_equal(a, b):
                 raise self.fail(
                     "a state_dict round trip did not reproduce the output: the module keeps "
@@ -404,14 +405,14 @@ class _LayerChecker:
                     "nnkit.Buffer, random generators as attributes)"
                 )
         if self.mode == "eval":
-            for a, b in zip(ys, reference, strict=True):
+            for a, b in zip(leaves(ys), leaves(reference), strict=True):
                 if not np.array_equal(a, b):
                     raise self.fail("the output changed although the state was the same")
 
     def eval_determinism(self) -> None:
         m = self.copy()
-        first = outputs_of(m.forward(*self.xs))
-        second = outputs_of(m.forward(*self.xs))
+        first = leaves(outputs_of(m.forward(*self.xs)))
+        second = leaves(outputs_of(m.forward(*self.xs)))
         for a, b in zip(first, second, strict=True):
             if not np.array_equal(a, b, equal_nan=True):
                 raise self.fail("two forwards of the same input gave different outputs")
@@ -420,17 +421,27 @@ class _LayerChecker:
         m = self.copy()
         xs = tuple(_take(x, a, slice(0, 0)) for x, a in zip(self.xs, self.axes, strict=True))
         ys = self.run(m, xs, m.generator_state())
-        for y in ys:
+        for y in leaves(ys):
             if isinstance(y, np.ndarray) and y.ndim > self.out_axis and y.shape[self.out_axis] != 0:
                 raise self.fail(
                     f"an empty batch gave output shape {y.shape}, expected 0 along axis "
                     f"{self.out_axis}"
                 )
-        dys = tuple(np.zeros(np.shape(y)) if differentiable(y) else None for y in ys)
-        dxs = input_grads(m.backward(*dys), len(xs))
+        dxs = input_grads(m.backward(*grad_tree(ys, np.zeros)), len(xs))
         for x, dx in zip(xs, dxs, strict=True):
             if differentiable(x) and np.shape(dx) != x.shape:
                 raise self.fail(f"an empty batch gave input-gradient shape {np.shape(dx)}")
+
+
+def _same_tree(a: Any, b: Any) -> bool:
+    """Exact equality of nested dicts, lists and arrays (generator states hold arrays)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_tree(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
 
 
 def _grads(module: Module) -> dict[str, Array]:

@@ -107,6 +107,7 @@ def fit(
     verbose: int = 1,
     train_step: TrainStep = train_step,
     on_interrupt: Literal["raise", "return"] = "raise",
+    warn_setup: bool = True,
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` epochs of mini-batch steps.
 
@@ -156,12 +157,17 @@ def fit(
             single one.
         shuffle: draw a new order of the samples every epoch.
         rng: the generator for the shuffling (None: a fresh unseeded one).
-        verbose: 0 silent; 1 a live progress bar per epoch when tqdm is installed (the
-            optional extra ``progress``: ``pip install ".[progress]"`` from the nnkit
-            checkout), else one line per epoch; 2 one line per epoch.
+        verbose: 0 silent; 1 (the default) a bounded report: on a terminal one live status
+            (a tqdm bar when tqdm is installed, the optional extra ``progress``, else one line
+            rewritten in place), elsewhere at most about 20 lines (every epoch up to 20,
+            else the first, every ceil(epochs/20)-th and the last); 2 one line per epoch.
         train_step: the step taken on every batch (see :class:`TrainStep`).
         on_interrupt: ``"raise"`` (re-raise a KeyboardInterrupt after cleaning up) or
             ``"return"`` (return the History of the complete epochs).
+        warn_setup: run the static checks of :func:`nnkit.diagnostics.lint` first and issue
+            a :class:`nnkit.diagnostics.SetupWarning` for each problem they find (targets
+            that do not fit the loss, a softmax before CrossEntropyLoss, unscaled inputs, a
+            one-signed initialisation, ...); False skips them.
 
     Returns:
         The :class:`History`.
@@ -203,6 +209,10 @@ def fit(
     if val is not None:
         _check_targets(metric_fns, val[1], "fit: validation_data y")
     callbacks = _check_callbacks(callbacks)
+    if type(warn_setup) is not bool:
+        raise TypeError(f"fit: warn_setup must be True or False, got {warn_setup!r}")
+    if warn_setup:
+        _warn_setup(model, loss_fn, X_, y_)
     loader = DataLoader(X_, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
 
     train_keys = ["loss", *metric_fns]
@@ -227,7 +237,6 @@ def fit(
     modes = _modes(model)
     if not model.training:
         model.train()
-    training_modes = _modes(model)
     epoch = 0
     interrupt: KeyboardInterrupt | None = None
     try:
@@ -238,7 +247,6 @@ def fit(
                 callback.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             start = time.perf_counter()
-            _restore_modes(training_modes)
             logs = _train_epoch(
                 model, loss_fn, optimizer, loader, metric_fns, callbacks, progress, train_step
             )
@@ -259,6 +267,8 @@ def fit(
     finally:
         progress.close()
         _restore_modes(modes)
+        for callback in callbacks:
+            callback._release()
     last = {key: values[-1] for key, values in history.history.items()}
     for callback in callbacks:
         callback.on_train_end(dict(last))
@@ -276,6 +286,20 @@ def fit(
             stacklevel=2,
         )
     return history
+
+
+def _warn_setup(model: Module, loss_fn: LossFunction, X: NDArray[Any], y: NDArray[Any]) -> None:
+    """One SetupWarning per problem the static checks find (see nnkit.diagnostics.lint)."""
+    from nnkit.diagnostics import SetupWarning, lint
+
+    for problem in lint(model, loss_fn, X, y):
+        if problem.severity != "info":
+            warnings.warn(
+                f"{problem} (nnkit.diagnose(model, loss_fn, X, y) explains more; "
+                "fit(..., warn_setup=False) silences this)",
+                SetupWarning,
+                stacklevel=3,
+            )
 
 
 def _train_epoch(
@@ -511,7 +535,8 @@ def _check_targets(metric_fns: dict[str, Metric], y: NDArray[Any], where: str) -
 def _check_verbose(verbose: int) -> int:
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(
-            f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got "
+            f"verbose must be 0 (silent), 1 (a bounded progress report) or 2 (one line per "
+            "epoch), got "
             f"{verbose!r}"
         )
     return int(verbose)

@@ -143,7 +143,46 @@ def _indices(rng: np.random.Generator) -> tuple[Any, ...]:
     return (ids,)
 
 
+BATCH_NORM: dict[str, Any] = {"batch_independent": "eval"}  # mixes samples in training
+
 NORMALIZATION_AND_DROPOUT = [
+    LayerCase("BatchNorm1d", lambda rng: nnkit.BatchNorm1d(4), **BATCH_NORM),
+    LayerCase(
+        "BatchNorm1d-NCL", lambda rng: nnkit.BatchNorm1d(3), in_shape=(5, 3, 4), **BATCH_NORM
+    ),
+    LayerCase(
+        "BatchNorm1d-cumulative",
+        lambda rng: nnkit.BatchNorm1d(4, momentum=None, eps=1e-3),
+        **BATCH_NORM,
+    ),
+    LayerCase(
+        "BatchNorm1d-no-affine", lambda rng: nnkit.BatchNorm1d(4, affine=False), **BATCH_NORM
+    ),
+    LayerCase(
+        "BatchNorm1d-batch-stats-only",
+        lambda rng: nnkit.BatchNorm1d(4, track_running_stats=False),
+        batch_independent=False,
+    ),
+    LayerCase(
+        "BatchNorm1d-bare",
+        lambda rng: nnkit.BatchNorm1d(4, affine=False, track_running_stats=False),
+        batch_independent=False,
+    ),
+    LayerCase("BatchNorm2d", lambda rng: nnkit.BatchNorm2d(3), in_shape=(4, 3, 2, 3), **BATCH_NORM),
+    LayerCase(
+        "BatchNorm2d-momentum",
+        lambda rng: nnkit.BatchNorm2d(2, momentum=0.5),
+        in_shape=(3, 2, 2, 2),
+        **BATCH_NORM,
+    ),
+    LayerCase("GroupNorm", lambda rng: nnkit.GroupNorm(3, 6), in_shape=(4, 6, 3)),
+    LayerCase("GroupNorm-2d", lambda rng: nnkit.GroupNorm(2, 6), in_shape=(4, 6)),
+    LayerCase("GroupNorm-one-group", lambda rng: nnkit.GroupNorm(1, 4), in_shape=(3, 4, 2, 3)),
+    LayerCase(
+        "GroupNorm-per-channel",
+        lambda rng: nnkit.GroupNorm(4, 4, affine=False),
+        in_shape=(3, 4, 2, 3),
+    ),
     LayerCase("LayerNorm", lambda rng: nnkit.LayerNorm(4)),
     LayerCase("LayerNorm-2d", lambda rng: nnkit.LayerNorm((3, 4)), in_shape=(5, 3, 4)),
     LayerCase("LayerNorm-3d-input", lambda rng: nnkit.LayerNorm(4), in_shape=(5, 2, 4)),
@@ -182,6 +221,17 @@ NORMALIZATION_AND_DROPOUT = [
             nnkit.Dense(4, 2, rng=rng),
         ),
         data=_indices,
+    ),
+    LayerCase(
+        "Sequential-dense-batchnorm-dropout",
+        lambda rng: nnkit.Sequential(
+            nnkit.Dense(4, 6, rng=rng),
+            nnkit.BatchNorm1d(6),
+            nnkit.ReLU(),
+            nnkit.Dropout(0.3, rng=np.random.default_rng(8)),
+            nnkit.Dense(6, 2, rng=rng),
+        ),
+        **BATCH_NORM,
     ),
 ]
 LAYERS += NORMALIZATION_AND_DROPOUT
@@ -234,6 +284,87 @@ ACTIVATIONS = [
         "LogSoftmax",
     }
 ]
+def _cnn(rng: np.random.Generator) -> nnkit.Module:
+    return nnkit.Sequential(
+        nnkit.Conv2d(1, 2, 3, padding=1, rng=rng), nnkit.ReLU(), nnkit.MaxPool2d(2),
+        nnkit.Flatten(), nnkit.Dense(8, 3, rng=rng),
+    )
+
+
+# Small inputs: the finite-difference check costs two forwards per input and weight element.
+CONV_LAYERS = [
+    LayerCase("Conv2d", lambda rng: nnkit.Conv2d(2, 3, 3, rng=rng), (2, 2, 5, 5)),
+    LayerCase(
+        "Conv2d-stride2-nondivisible",  # (6 + 2 - 3) / 2 is not an integer on both axes
+        lambda rng: nnkit.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng), (2, 2, 6, 6),
+    ),
+    LayerCase(
+        "Conv2d-dilation", lambda rng: nnkit.Conv2d(2, 2, 2, dilation=2, padding=1, rng=rng),
+        (2, 2, 5, 4),
+    ),
+    LayerCase(
+        "Conv2d-groups-nobias",
+        lambda rng: nnkit.Conv2d(4, 2, 3, padding=1, groups=2, bias=False, rng=rng),
+        (2, 4, 4, 4),
+    ),
+    LayerCase(
+        "Conv2d-same-even-kernel",  # the odd padding goes at the bottom and right
+        lambda rng: nnkit.Conv2d(2, 2, (2, 4), padding="same", rng=rng), (2, 2, 4, 5),
+    ),
+    LayerCase(
+        "Conv2d-valid-stride-tuple",
+        lambda rng: nnkit.Conv2d(1, 2, (3, 2), stride=(1, 2), padding="valid", rng=rng),
+        (2, 1, 5, 5),
+    ),
+    LayerCase(
+        "Conv2d-tuple-padding",  # padding larger than the kernel's reach on the first axis
+        lambda rng: nnkit.Conv2d(2, 2, 3, stride=(3, 1), padding=(2, 0), rng=rng), (2, 2, 4, 5),
+    ),
+    LayerCase("Conv1d", lambda rng: nnkit.Conv1d(2, 3, 3, padding=1, rng=rng), (3, 2, 7)),
+    LayerCase(
+        "Conv1d-stride-dilation-groups",
+        lambda rng: nnkit.Conv1d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2, rng=rng),
+        (2, 2, 8),
+    ),
+    LayerCase(
+        "Conv1d-same-nobias",
+        lambda rng: nnkit.Conv1d(2, 2, 4, padding="same", bias=False, rng=rng), (2, 2, 6),
+    ),
+    LayerCase(
+        "ConvTranspose2d",
+        lambda rng: nnkit.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, rng=rng),
+        (2, 2, 3, 3),
+    ),
+    LayerCase(
+        "ConvTranspose2d-groups-dilation-nobias",
+        lambda rng: nnkit.ConvTranspose2d(4, 2, 2, groups=2, dilation=2, bias=False, rng=rng),
+        (2, 4, 3, 2),
+    ),
+    LayerCase("MaxPool2d", lambda rng: nnkit.MaxPool2d(2), (2, 2, 5, 5)),
+    LayerCase(
+        "MaxPool2d-overlap-pad", lambda rng: nnkit.MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 6)
+    ),
+    LayerCase("MaxPool1d", lambda rng: nnkit.MaxPool1d(3, 2, 1), (2, 2, 7)),
+    LayerCase("AvgPool2d", lambda rng: nnkit.AvgPool2d(2), (2, 2, 5, 5)),
+    LayerCase(
+        "AvgPool2d-pad",
+        lambda rng: nnkit.AvgPool2d((3, 2), stride=(2, 1), padding=(1, 1)), (2, 2, 5, 4),
+    ),
+    LayerCase("AvgPool1d", lambda rng: nnkit.AvgPool1d(3, 2, 1), (2, 2, 7)),
+    LayerCase("AdaptiveAvgPool2d-1", lambda rng: nnkit.AdaptiveAvgPool2d(1), (2, 3, 4, 5)),
+    LayerCase("AdaptiveAvgPool2d-2x3", lambda rng: nnkit.AdaptiveAvgPool2d((2, 3)), (2, 2, 5, 4)),
+    LayerCase("Flatten", lambda rng: nnkit.Flatten(), (2, 3, 2, 2)),
+    LayerCase("Flatten-middle", lambda rng: nnkit.Flatten(1, 2), (2, 3, 2, 2)),
+    LayerCase("Unflatten", lambda rng: nnkit.Unflatten(1, (2, -1)), (3, 6)),
+    LayerCase("Reshape", lambda rng: nnkit.Reshape(2, 3, -1), (2, 12)),
+    LayerCase("CNN", _cnn, (2, 1, 4, 4)),
+]
+LAYERS += CONV_LAYERS
+
+ACTIVATIONS = [case for case in LAYERS if case.name in {
+    "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus", "SiLU",
+    "Softmax", "LogSoftmax",
+}]
 
 
 @dataclass(frozen=True)
@@ -267,6 +398,35 @@ def _log_probs(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
     return np.log(rng.dirichlet(np.ones(4), size=n)), rng.integers(0, 4, size=n)
 
 
+def _logits_indices_ignored(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    pred, target = _logits_indices(rng, n)
+    target[1::3] = -100  # ignore_index
+    return pred, target
+
+
+def _logits_indices_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """(N, C, d1) logits, e.g. a sequence of 3 steps, with targets (N, d1), some ignored."""
+    target = rng.integers(0, 4, size=(n, 3))
+    target[:, 1][::2] = -100
+    return rng.normal(size=(n, 4, 3)) * 3, target
+
+
+def _logits_probs_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """(N, C, H, W) logits with class probabilities of the same shape (classes on axis 1)."""
+    probs = np.moveaxis(rng.dirichlet(np.ones(4), size=(n, 2, 2)), -1, 1)
+    return rng.normal(size=(n, 4, 2, 2)) * 3, probs
+
+
+def _log_probs_nd(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    # C order: gradcheck perturbs pred through reshape(-1), a copy for a non-contiguous array
+    log_p = np.log(np.ascontiguousarray(np.moveaxis(rng.dirichlet(np.ones(4), size=(n, 5)), -1, 1)))
+    target = rng.integers(0, 4, size=(n, 5))
+    target[::2, 0] = 2  # the ignored class of the case below
+    return log_p, target
+
+
+CLASS_WEIGHT = [0.5, 1.0, 2.0, 3.0]
+
 LOSSES = [
     LossCase("MSELoss", nnkit.MSELoss, _regression),
     LossCase("MSELoss-sum", lambda: nnkit.MSELoss(reduction="sum"), _regression),
@@ -292,6 +452,34 @@ LOSSES = [
         _logits_probs,
     ),
     LossCase("NLLLoss", nnkit.NLLLoss, _log_probs),
+    LossCase(
+        "CrossEntropyLoss-weight",
+        lambda: nnkit.CrossEntropyLoss(weight=CLASS_WEIGHT),
+        _logits_indices,
+    ),
+    LossCase("CrossEntropyLoss-ignore_index", nnkit.CrossEntropyLoss, _logits_indices_ignored),
+    LossCase(
+        "CrossEntropyLoss-weight-smoothing-ignore",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.2, weight=CLASS_WEIGHT),
+        _logits_indices_ignored,
+    ),
+    LossCase("CrossEntropyLoss-nd", nnkit.CrossEntropyLoss, _logits_indices_nd),
+    LossCase(
+        "CrossEntropyLoss-nd-weight-smoothing-sum",
+        lambda: nnkit.CrossEntropyLoss("sum", 0.1, weight=CLASS_WEIGHT),
+        _logits_indices_nd,
+    ),
+    LossCase(
+        "CrossEntropyLoss-nd-probs-weight",
+        lambda: nnkit.CrossEntropyLoss(label_smoothing=0.1, weight=CLASS_WEIGHT),
+        _logits_probs_nd,
+    ),
+    LossCase("NLLLoss-weight", lambda: nnkit.NLLLoss(weight=CLASS_WEIGHT), _log_probs),
+    LossCase(
+        "NLLLoss-nd-weight-ignore",
+        lambda: nnkit.NLLLoss(weight=CLASS_WEIGHT, ignore_index=2),
+        _log_probs_nd,
+    ),
 ]
 
 

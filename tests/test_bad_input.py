@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cases import ACTIVATIONS, LAYERS, LOSSES, LayerCase, LossCase, ids
+from cases import ACTIVATIONS, CONV_LAYERS, LAYERS, LOSSES, LayerCase, LossCase, ids
+from tolerance import assert_close_float32
 
 import nnkit
 
@@ -225,23 +226,102 @@ def test_empty_batch(case: LossCase) -> None:
     assert summed.backward().shape == np.shape(pred)
 
 
-@pytest.mark.parametrize(
-    "make, message",
-    [
-        (lambda: nnkit.MSELoss(reduction="none"), "reduction must be"),  # type: ignore[arg-type]
-        (lambda: nnkit.HuberLoss(delta=0), "delta must be > 0"),
-        (lambda: nnkit.CrossEntropyLoss(label_smoothing=1.5), "label_smoothing"),
-        (lambda: nnkit.BCEWithLogitsLoss(pos_weight=np.ones((2, 2))), "pos_weight"),
-        (lambda: nnkit.Dense(0, 3), "in_features must be a positive integer"),
-        (lambda: nnkit.Dense(2, 2.5), "out_features must be a positive integer"),  # type: ignore[arg-type]
-        (lambda: nnkit.Dense(2, 2, weight_init="nope"), "unknown weight_init 'nope'"),
-        (lambda: nnkit.LeakyReLU(-1), "negative_slope"),
-        (lambda: nnkit.ELU(0), "alpha"),
-    ],
-)
-def test_constructor_arguments_are_validated(make: Callable[[], Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+# (make, the error, words of its message): nnkit's own message, never Python's or NumPy's
+CONSTRUCTOR_ERRORS: list[tuple[Callable[[], Any], type[Exception], str]] = [
+    (lambda: nnkit.MSELoss(reduction="avg"), ValueError, "reduction must be"),  # type: ignore[arg-type]
+    (lambda: nnkit.HuberLoss(delta=0), ValueError, "delta must be > 0"),
+    (lambda: nnkit.HuberLoss(delta="a"), TypeError, "HuberLoss delta must be a real number"),  # type: ignore[arg-type]
+    (lambda: nnkit.HuberLoss(delta=float("inf")), ValueError, "delta must be a finite number"),
+    (lambda: nnkit.CrossEntropyLoss(label_smoothing=1.5), ValueError, "label_smoothing"),
+    (lambda: nnkit.CrossEntropyLoss(label_smoothing="0.1"), TypeError,  # type: ignore[arg-type]
+     "label_smoothing must be a real number, got '0.1'"),
+    (lambda: nnkit.CrossEntropyLoss(label_smoothing=float("nan")), ValueError, r"in \[0, 1\]"),
+    (lambda: nnkit.BCEWithLogitsLoss(pos_weight=np.ones((2, 2))), ValueError, "pos_weight"),
+    (lambda: nnkit.BCEWithLogitsLoss(pos_weight="abc"), TypeError, "pos_weight must be a number"),
+    (lambda: nnkit.BCEWithLogitsLoss(pos_weight=[1.0, float("nan")]), ValueError, "finite"),
+    (lambda: nnkit.Dense(0, 3), ValueError, "in_features must be a positive integer"),
+    (lambda: nnkit.Dense(2, 2.5), ValueError, "out_features must be a positive integer"),  # type: ignore[arg-type]
+    (lambda: nnkit.Dense(10**20, 1), ValueError,
+     r"Dense\(in_features=100000000000000000000, out_features=1\) would need .* more than "
+     "this platform can address"),
+    (lambda: nnkit.Dense(2, 2, bias="yes"), TypeError, "Dense bias must be True or False"),  # type: ignore[arg-type]
+    (lambda: nnkit.Dense(2, 2, bias=None), TypeError, "Dense bias must be True or False"),  # type: ignore[arg-type]
+    (lambda: nnkit.Dense(2, 2, dtype="int32"), TypeError, "Dense dtype must be a floating"),
+    (lambda: nnkit.Dense(2, 2, dtype="fp32"), TypeError, "Dense dtype must be a floating"),
+    (lambda: nnkit.Dense(2, 2, weight_init="nope"), ValueError, "unknown weight_init 'nope'"),
+    (lambda: nnkit.Dense(2, 2, weight_init=3), TypeError, "weight_init must be None, a name"),  # type: ignore[arg-type]
+    (lambda: nnkit.LeakyReLU(-1), ValueError, "negative_slope must be a finite number >= 0"),
+    (lambda: nnkit.LeakyReLU("a"), TypeError, "LeakyReLU negative_slope must be a real number"),  # type: ignore[arg-type]
+    (lambda: nnkit.LeakyReLU(float("inf")), ValueError, "negative_slope must be a finite"),
+    (lambda: nnkit.ELU(0), ValueError, "alpha must be > 0"),
+    (lambda: nnkit.ELU("a"), TypeError, "ELU alpha must be a real number"),  # type: ignore[arg-type]
+    (lambda: nnkit.Softmax(axis=1.0), TypeError, "Softmax axis must be an int"),  # type: ignore[arg-type]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "error", "message"), CONSTRUCTOR_ERRORS)
+def test_constructor_arguments_are_validated(
+    make: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
         make()
+
+
+ZERO_D = [case for case in ACTIVATIONS if case.name not in ("Softmax", "LogSoftmax")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ZERO_D, ids=ids(ZERO_D))
+def test_elementwise_activations_take_a_0d_input(case: LayerCase, dtype: Any) -> None:
+    """As ReLU, Tanh and Softplus did; Sigmoid and SiLU raised NumPy's internal TypeError."""
+    layer = case.make(np.random.default_rng(0))
+    x = np.array(-0.7, dtype=dtype)
+    y = layer(x)
+    dx = layer.backward(np.array(1.0, dtype=dtype))
+    assert np.shape(y) == () and np.asarray(y).dtype == dtype
+    assert np.shape(dx) == () and np.asarray(dx).dtype == dtype
+    row = layer(np.array([[-0.7]], dtype=dtype))  # a 0-d and a (1, 1) input may take other
+    assert_close_float32(y, row[0, 0])  # loops (SIMD or not): equal up to rounding
+    assert_close_float32(dx, layer.backward(np.ones((1, 1), dtype=dtype))[0, 0])
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [(nnkit.Softmax(), ()), (nnkit.LogSoftmax(), ()), (nnkit.Softmax(axis=1), (3,)),
+     (nnkit.LogSoftmax(axis=-3), (2, 3))],
+    ids=["Softmax-0d", "LogSoftmax-0d", "Softmax-axis1-1d", "LogSoftmax-axis-3-2d"],
+)  # fmt: skip
+def test_softmax_needs_its_axis(layer: nnkit.Module, shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"normalises along axis .* but the input has shape"):
+        layer(np.zeros(shape))
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [nnkit.BCEWithLogitsLoss(), nnkit.BCEWithLogitsLoss(pos_weight=2.0), nnkit.BCELoss(),
+     nnkit.MSELoss(), nnkit.L1Loss(), nnkit.HuberLoss()],
+    ids=["BCEWithLogits", "BCEWithLogits-pos_weight", "BCE", "MSE", "L1", "Huber"],
+)  # fmt: skip
+def test_elementwise_losses_take_a_0d_pair(loss_fn: nnkit.Loss) -> None:
+    value = loss_fn(np.array(0.3), np.array(1.0))
+    row = type(loss_fn)(**loss_fn.get_config())(np.array([0.3]), np.array([1.0]))
+    assert value == pytest.approx(row)
+    assert loss_fn.backward().shape == ()
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize(
+    ("make", "target"),
+    [(nnkit.CrossEntropyLoss, np.zeros(0, int)), (nnkit.CrossEntropyLoss, np.zeros((0, 0))),
+     (nnkit.NLLLoss, np.zeros(0, int))],
+    ids=["CE-indices", "CE-probabilities", "NLL"],
+)  # fmt: skip
+def test_classification_losses_need_a_class_column(
+    make: Callable[..., nnkit.Loss], target: Any, reduction: str
+) -> None:
+    """CrossEntropyLoss(reduction="sum") on (0, 0) raised ZeroDivisionError."""
+    with pytest.raises(ValueError, match=r"with C >= 1 classes on axis 1, got \(0, 0\)"):
+        make(reduction=reduction)(np.zeros((0, 0)), target)
 
 
 def test_pos_weight_of_one_entry_broadcasts_like_pytorch() -> None:
@@ -267,3 +347,155 @@ def test_dense_rng_must_be_a_generator() -> None:
 def test_pos_weight_must_match_classes() -> None:
     with pytest.raises(ValueError, match="one weight per class"):
         nnkit.BCEWithLogitsLoss(pos_weight=[1.0, 2.0])(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def _gradients(layer: nnkit.Module, x: np.ndarray, mutate: bool) -> list[np.ndarray]:
+    """dx and every parameter gradient of ``layer`` at ``x``; with ``mutate``, ``x`` is
+    doubled in place between forward and backward."""
+    y = layer(x)
+    if mutate:
+        x *= 2
+    dx = layer.backward(np.ones_like(y))
+    return [dx, *(p.grad.copy() for p in layer.parameters())]
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: nnkit.Dense(3, 2, rng=np.random.default_rng(0)), nnkit.GELU, nnkit.SiLU],
+    ids=["Dense", "GELU", "SiLU"],
+)  # fmt: skip
+def test_a_layer_keeps_its_input_uncopied_as_documented(make: Callable[[], nnkit.Module]) -> None:
+    """The documented rule (docs/architecture.md, the contract): a layer may keep its input
+    without a copy, so modifying the input in place before backward silently changes the
+    gradients. (For Dense the weight gradient is then that of the modified input.)"""
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    correct = _gradients(make(), x.copy(), mutate=False)
+    changed = x.copy()
+    silent = _gradients(make(), changed, mutate=True)
+    assert not all(np.allclose(a, b) for a, b in zip(silent, correct, strict=True))
+    if len(silent) > 1:  # Dense: dL/dweight = x.T @ dy with the doubled x
+        assert_close_float32(silent[1], changed.T @ np.ones((4, 2), np.float32))
+# -- convolution, pooling and reshaping layers ------------------------------------------------
+
+BAD_IMAGE_INPUT = [
+    ("conv2d-channels", lambda: nnkit.Conv2d(3, 16, 3), (8, 1, 28, 28), re.escape(
+        "Conv2d(in_channels=3, out_channels=16, kernel_size=(3, 3)) expected input of shape "
+        "(N, 3, H, W), got (8, 1, 28, 28)")),
+    ("conv2d-no-batch-axis", lambda: nnkit.Conv2d(3, 16, 3), (3, 28, 28),
+     re.escape("expected input of shape (N, 3, H, W), got (3, 28, 28)")),
+    ("conv1d-image", lambda: nnkit.Conv1d(1, 4, 3), (8, 1, 28, 28),
+     re.escape("Conv1d(in_channels=1, out_channels=4, kernel_size=(3,)) expected input of "
+               "shape (N, 1, L), got (8, 1, 28, 28)")),
+    ("conv-transpose-channels", lambda: nnkit.ConvTranspose2d(4, 2, 2), (2, 2, 5, 5),
+     re.escape("expected input of shape (N, 4, H, W), got (2, 2, 5, 5)")),
+    ("conv2d-kernel-larger-than-padded-input", lambda: nnkit.Conv2d(1, 1, 5, padding=1),
+     (2, 1, 2, 6), re.escape("spatial size (2, 6) padded to (4, 8) is smaller than the kernel")),
+    ("conv2d-dilated-kernel-too-large", lambda: nnkit.Conv2d(1, 1, 3, dilation=3), (2, 1, 6, 7),
+     r"spans \(7, 7\) with dilation \(3, 3\)"),
+    ("conv1d-kernel-too-large", lambda: nnkit.Conv1d(1, 1, 4), (2, 1, 3),
+     "smaller than the kernel"),
+    ("conv-transpose-output-empty", lambda: nnkit.ConvTranspose2d(1, 1, 1, padding=1),
+     (1, 1, 1, 1), r"gives an output of size \(-1, -1\)"),
+    ("maxpool2d-kernel-too-large", lambda: nnkit.MaxPool2d(3), (2, 1, 2, 2),
+     "smaller than the kernel"),
+    ("maxpool2d-wrong-rank", lambda: nnkit.MaxPool2d(2), (4, 28, 28),
+     re.escape("MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)) expected input of "
+               "shape (N, C, H, W), got (4, 28, 28)")),
+    ("avgpool1d-wrong-rank", lambda: nnkit.AvgPool1d(2), (4, 1, 8, 8),
+     re.escape("expected input of shape (N, C, L), got (4, 1, 8, 8)")),
+    ("adaptive-wrong-rank", lambda: nnkit.AdaptiveAvgPool2d(1), (4, 8),
+     re.escape("AdaptiveAvgPool2d(output_size=(1, 1)) expected input of shape (N, C, H, W)")),
+    ("adaptive-empty-image", lambda: nnkit.AdaptiveAvgPool2d(1), (4, 2, 0, 3),
+     "needs a non-empty image"),
+    ("flatten-one-axis", lambda: nnkit.Flatten(), (5,), re.escape(
+        "Flatten(start_dim=1, end_dim=-1) cannot merge axes 1 to -1 of an input of shape (5,)")),
+    ("flatten-negative-reaches-batch", lambda: nnkit.Flatten(-3), (5, 2, 2),
+     "0 is the batch"),
+    ("unflatten-sizes", lambda: nnkit.Unflatten(1, (16, 7, 7)), (8, 100), re.escape(
+        "Unflatten(dim=1, unflattened_size=(16, 7, 7)) cannot split axis 1 of size 100")),
+    ("unflatten-axis", lambda: nnkit.Unflatten(3, (2, 2)), (8, 4), "cannot split axis 3"),
+    ("reshape-size", lambda: nnkit.Reshape(16, 7, 7), (8, 100), re.escape(
+        "Reshape(16, 7, 7) cannot reshape an input of shape (8, 100) (100 values per sample)")),
+    ("reshape-inferred-size", lambda: nnkit.Reshape(3, -1), (8, 10), "10 values per sample"),
+]
+
+
+@pytest.mark.parametrize(
+    "make, shape, message", [case[1:] for case in BAD_IMAGE_INPUT],
+    ids=[case[0] for case in BAD_IMAGE_INPUT],
+)
+def test_image_layer_refuses_bad_input(
+    make: Callable[[], nnkit.Module], shape: tuple[int, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()(np.zeros(shape))
+
+
+BAD_IMAGE_ARGUMENTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
+    ("conv-groups-in", lambda: nnkit.Conv2d(3, 4, 3, groups=2), ValueError,
+     re.escape("Conv2d in_channels (3) must be divisible by groups (2)")),
+    ("conv-groups-out", lambda: nnkit.Conv1d(4, 3, 3, groups=2), ValueError,
+     re.escape("Conv1d out_channels (3) must be divisible by groups (2)")),
+    ("conv-transpose-groups", lambda: nnkit.ConvTranspose2d(4, 6, 3, groups=4), ValueError,
+     "out_channels \\(6\\) must be divisible by groups \\(4\\)"),
+    ("conv-padding-string", lambda: nnkit.Conv2d(1, 1, 3, padding="full"), ValueError,
+     "padding 'full' is not a padding string; use 'valid', 'same'"),
+    ("conv-same-strided", lambda: nnkit.Conv2d(1, 1, 3, stride=(1, 2), padding="same"),
+     ValueError, "padding='same' is not supported for strided convolutions"),
+    ("conv1d-same-strided", lambda: nnkit.Conv1d(1, 1, 3, stride=2, padding="same"), ValueError,
+     "not supported for strided"),
+    ("conv-transpose-padding-string",
+     lambda: nnkit.ConvTranspose2d(1, 1, 3, padding="same"),  # type: ignore[arg-type]
+     ValueError, "takes no padding strings"),
+    ("conv-transpose-output-padding", lambda: nnkit.ConvTranspose2d(1, 1, 3, 2, output_padding=2),
+     ValueError, "output_padding \\(2, 2\\) must be smaller than the stride"),
+    ("conv-kernel-zero", lambda: nnkit.Conv2d(1, 1, 0), ValueError, "kernel_size must be >= 1"),
+    ("conv-kernel-length", lambda: nnkit.Conv2d(1, 1, (3, 3, 3)), ValueError,
+     "kernel_size must be an int or 2 ints"),
+    ("conv-kernel-float", lambda: nnkit.Conv2d(1, 1, 2.5), TypeError,  # type: ignore[arg-type]
+     "kernel_size must be an int or 2 ints, got 2.5"),
+    ("conv-stride-zero", lambda: nnkit.Conv1d(1, 1, 3, stride=0), ValueError,
+     "stride must be >= 1"),
+    ("conv-negative-padding", lambda: nnkit.Conv2d(1, 1, 3, padding=-1), ValueError,
+     "padding must be >= 0"),
+    ("conv-dilation-zero", lambda: nnkit.Conv2d(1, 1, 3, dilation=(1, 0)), ValueError,
+     "dilation must be >= 1"),
+    ("conv-channels-zero", lambda: nnkit.Conv2d(0, 1, 3), ValueError,
+     "Conv2d in_channels must be >= 1"),
+    ("conv-bool-channels", lambda: nnkit.Conv2d(True, 1, 3), TypeError,
+     "in_channels must be an int"),
+    ("conv-rng", lambda: nnkit.Conv2d(1, 1, 3, rng=0), TypeError,  # type: ignore[arg-type]
+     r"default_rng\(seed\)"),
+    ("pool-padding-over-half", lambda: nnkit.MaxPool2d(3, padding=2), ValueError,
+     "padding \\(2, 2\\) must be at most half the kernel size"),
+    ("pool-stride-zero", lambda: nnkit.AvgPool1d(2, stride=0), ValueError, "stride must be >= 1"),
+    ("adaptive-size-zero", lambda: nnkit.AdaptiveAvgPool2d((0, 2)), ValueError,
+     "output_size must be >= 1"),
+    ("flatten-batch", lambda: nnkit.Flatten(0), ValueError, "would merge the batch axis"),
+    ("flatten-float", lambda: nnkit.Flatten(1.0), TypeError,  # type: ignore[arg-type]
+     "start_dim must be an int"),
+    ("unflatten-batch", lambda: nnkit.Unflatten(0, (2, 2)), ValueError, "batch axis"),
+    ("unflatten-two-inferred", lambda: nnkit.Unflatten(1, (-1, -1)), ValueError,
+     "at most one -1"),
+    ("reshape-zero", lambda: nnkit.Reshape(0, 4), ValueError, "sizes >= 1"),
+]
+
+
+@pytest.mark.parametrize(
+    "make, error, message", [case[1:] for case in BAD_IMAGE_ARGUMENTS],
+    ids=[case[0] for case in BAD_IMAGE_ARGUMENTS],
+)
+def test_image_layer_arguments_are_validated(
+    make: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize("case", CONV_LAYERS, ids=ids(CONV_LAYERS))
+def test_image_layer_rejects_grad_of_wrong_shape(case: LayerCase) -> None:
+    layer = case.make(np.random.default_rng(0))
+    y = layer(np.zeros(case.in_shape))
+    assert y.shape[0] > 1
+    bad = np.ones((1, *y.shape[1:]))  # would broadcast over the batch without the check
+    with pytest.raises(ValueError, match="expected grad_out of shape"):
+        layer.backward(bad)

@@ -243,3 +243,42 @@ def test_every_container_conforms_and_its_config_rebuilds_it() -> None:
     assert copy.encoder is model.encoder  # the config holds the children themselves
     x = rng(5).normal(size=(6, 4))
     nnkit.testing.check_module(model, x, batch_independent="eval", empty_batch="eval")
+
+
+def test_the_error_path_goes_through_a_plain_module_between_containers() -> None:
+    inner = nnkit.Sequential(nnkit.Dense(3, 3), nnkit.Dense(4, 2))
+    model = nnkit.Sequential(nnkit.Dense(2, 3), Block(inner, nnkit.Tanh()))
+    with pytest.raises(ValueError) as info:
+        model(np.ones((2, 2)))
+    assert 'raised in forward of child "1.encoder.1" (Dense)' in full_message(info.value)
+
+
+def test_a_sequential_subclass_must_keep_its_layers_in_its_config(tmp_path: Path) -> None:
+    class Scaled(nnkit.Sequential):
+        def __init__(self, *layers: nnkit.Module, scale: float = 2.0) -> None:
+            super().__init__(*layers)
+            self.scale = scale
+
+        def get_config(self) -> dict[str, Any]:
+            return {"scale": self.scale}  # forgets super().get_config()
+
+    nnkit.register_module(Scaled)
+    with pytest.raises(nnkit.SerializationError, match=r"super\(\)\.get_config\(\)"):
+        nnkit.save(Scaled(nnkit.Tanh()), tmp_path / "s.npz")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nnkit.Concat(nnkit.Tanh(), nnkit.ReLU()),
+        lambda: nnkit.Parallel(nnkit.Tanh()),
+        lambda: nnkit.Graph(inputs="x", nodes={"t": (nnkit.Tanh(), "x")}, outputs="t"),
+    ],
+    ids=["Concat", "Parallel", "Graph"],
+)
+def test_what_a_container_subclass_adds_is_state_too(make: Any) -> None:
+    container = make()
+    container.gate = nnkit.Parameter(np.ones(2))
+    container.count = nnkit.Buffer(np.zeros((), dtype=np.int64))
+    assert "gate" in dict(container.named_parameters())
+    assert {"gate", "count"} <= set(container.state_dict())

@@ -21,6 +21,70 @@ BAD_INPUT: list[tuple[str, Callable[[], nnkit.Module], Any, type[Exception], str
         "Dense(in_features=10, out_features=8) expected input of shape (N, *, 10), got (4, 3, 5)",
     ),
     (
+        "BatchNorm2d-channels",
+        lambda: nnkit.BatchNorm2d(num_features=3),
+        np.zeros((2, 4, 5, 5)),
+        ValueError,
+        "BatchNorm2d(num_features=3) expected input of shape (N, 3, H, W), got (2, 4, 5, 5)",
+    ),
+    (
+        "BatchNorm2d-rank",
+        lambda: nnkit.BatchNorm2d(3),
+        np.zeros((2, 3, 5)),
+        ValueError,
+        "BatchNorm2d(num_features=3) expected input of shape (N, 3, H, W), got (2, 3, 5)",
+    ),
+    (
+        "BatchNorm1d-channels",
+        lambda: nnkit.BatchNorm1d(3),
+        np.zeros((4, 5)),
+        ValueError,
+        "BatchNorm1d(num_features=3) expected input of shape (N, 3) or (N, 3, L), got (4, 5)",
+    ),
+    (
+        "BatchNorm1d-rank",
+        lambda: nnkit.BatchNorm1d(3),
+        np.zeros((4, 3, 2, 2)),
+        ValueError,
+        "expected input of shape (N, 3) or (N, 3, L), got (4, 3, 2, 2)",
+    ),
+    (
+        "BatchNorm1d-one-sample",
+        lambda: nnkit.BatchNorm1d(3),
+        np.zeros((1, 3)),
+        ValueError,
+        "BatchNorm1d(num_features=3): Expected more than 1 value per channel when training, "
+        "got input of shape (1, 3)",
+    ),
+    (
+        "BatchNorm2d-one-pixel",
+        lambda: nnkit.BatchNorm2d(2),
+        np.zeros((1, 2, 1, 1)),
+        ValueError,
+        "Expected more than 1 value per channel when training",
+    ),
+    (
+        "BatchNorm1d-one-sample-no-running-stats-eval",
+        lambda: nnkit.BatchNorm1d(3, track_running_stats=False).eval(),
+        np.zeros((1, 3)),
+        ValueError,
+        "Expected more than 1 value per channel",
+    ),
+    (
+        "GroupNorm-channels",
+        lambda: nnkit.GroupNorm(2, 6),
+        np.zeros((3, 4, 5)),
+        ValueError,
+        "GroupNorm(num_groups=2, num_channels=6) expected input of shape (N, 6, *), got (3, 4, 5)",
+    ),
+    (
+        "GroupNorm-rank",
+        lambda: nnkit.GroupNorm(2, 6),
+        np.zeros(6),
+        ValueError,
+        "expected input of shape (N, 6, *), got (6,)",
+    ),
+    (
         "LayerNorm-trailing-shape",
         lambda: nnkit.LayerNorm(4),
         np.zeros((3, 5)),
@@ -103,6 +167,10 @@ BAD_GRAD: list[tuple[str, Callable[[], nnkit.Module], Any, tuple[int, ...]]] = [
     ("Dense-3d", lambda: nnkit.Dense(4, 2), np.zeros((3, 5, 4)), (3, 1, 2)),
     ("Dense-3d-as-rows", lambda: nnkit.Dense(4, 2), np.zeros((3, 5, 4)), (15, 2)),
     ("LayerNorm", lambda: nnkit.LayerNorm(4), np.zeros((3, 4)), (3, 1)),
+    ("BatchNorm1d", lambda: nnkit.BatchNorm1d(4), np.eye(4), (4, 1)),
+    ("BatchNorm1d-eval", lambda: nnkit.BatchNorm1d(4).eval(), np.eye(4), (1, 4)),
+    ("BatchNorm2d", lambda: nnkit.BatchNorm2d(2), np.ones((2, 2, 3, 3)), (2, 2, 1, 3)),
+    ("GroupNorm", lambda: nnkit.GroupNorm(2, 4), np.eye(4), (4, 1)),
     ("Dropout", lambda: nnkit.Dropout(0.5, rng=np.random.default_rng(0)), np.ones((3, 4)), (3, 1)),
     ("Dropout-eval", lambda: nnkit.Dropout(0.5).eval(), np.ones((3, 4)), (1, 4)),
     ("Dropout2d", lambda: nnkit.Dropout2d(0.5), np.ones((2, 3, 4)), (2, 3, 1)),
@@ -134,6 +202,35 @@ BAD_ARGUMENTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("Dropout-p-string", lambda: nnkit.Dropout("0.5"), TypeError, "Dropout p must be a real"),  # type: ignore[arg-type]
     ("Dropout2d-p", lambda: nnkit.Dropout2d(2), ValueError, "Dropout2d: dropout probability"),
     ("Dropout-rng", lambda: nnkit.Dropout(0.5, rng=0), TypeError, "np.random.Generator"),  # type: ignore[arg-type]
+    ("BatchNorm-features", lambda: nnkit.BatchNorm1d(0), ValueError, "num_features must be >= 1"),
+    (
+        "BatchNorm-features-type",
+        lambda: nnkit.BatchNorm2d(3.0),
+        TypeError,
+        "num_features must be an int",
+    ),  # type: ignore[arg-type]
+    ("BatchNorm-eps", lambda: nnkit.BatchNorm1d(3, eps=-1e-5), ValueError, "BatchNorm1d eps"),
+    (
+        "BatchNorm-momentum",
+        lambda: nnkit.BatchNorm2d(3, momentum=1.5),
+        ValueError,
+        "[0, 1] or None",
+    ),
+    (
+        "BatchNorm-momentum-type",
+        lambda: nnkit.BatchNorm2d(3, momentum="0.1"),
+        TypeError,
+        "momentum",
+    ),  # type: ignore[arg-type]
+    ("BatchNorm-dtype", lambda: nnkit.BatchNorm1d(3, dtype=np.int64), TypeError, "floating"),
+    (
+        "GroupNorm-not-dividing",
+        lambda: nnkit.GroupNorm(4, 6),
+        ValueError,
+        "num_channels must be divisible by num_groups: 6 channels do not split into 4",
+    ),
+    ("GroupNorm-groups", lambda: nnkit.GroupNorm(0, 6), ValueError, "num_groups must be >= 1"),
+    ("GroupNorm-eps", lambda: nnkit.GroupNorm(2, 6, eps=float("inf")), ValueError, "eps"),
     ("LayerNorm-shape-zero", lambda: nnkit.LayerNorm(0), ValueError, "normalized_shape"),
     ("LayerNorm-shape-empty", lambda: nnkit.LayerNorm(()), ValueError, "normalized_shape"),
     ("LayerNorm-shape-float", lambda: nnkit.LayerNorm(4.0), ValueError, "normalized_shape"),  # type: ignore[arg-type]

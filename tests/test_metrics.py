@@ -18,6 +18,9 @@ FAST = settings(max_examples=60, deadline=None)
 LOGITS = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.5, 0.1, 0.9], [1.0, 0.0, 4.0]])
 PROBS_COL = np.array([[0.9], [0.2], [0.6], [0.4]])
 
+# (N=2, C=3, T=3): predicted classes [[0, 1, 0], [2, 0, 1]]
+SEQ_LOGITS = np.moveaxis(np.eye(3)[[[0, 1, 0], [2, 0, 1]]], -1, 1) * 2 - 0.5
+
 # (description, metric, pred, target, expected)
 CASES: list[tuple[str, Any, Any, Any, float]] = [
     ("multiclass logits vs indices", Accuracy(), LOGITS, np.array([0, 1, 0, 2]), 0.75),
@@ -42,6 +45,12 @@ CASES: list[tuple[str, Any, Any, Any, float]] = [
      np.array([1, 0, 0]), 2 / 3),
     ("binary logits in [0, 1]", Accuracy(from_logits=True), np.array([0.2, 0.0]),
      np.array([1, 0]), 1.0),
+    ("sequence logits (N, C, T) vs (N, T)", Accuracy(), SEQ_LOGITS,
+     np.array([[0, 1, 1], [2, 0, 0]]), 4 / 6),
+    ("sequence logits vs one-hot (N, C, T)", Accuracy(), SEQ_LOGITS,
+     np.moveaxis(np.eye(3)[[[0, 1, 0], [2, 0, 0]]], -1, 1), 5 / 6),
+    ("image logits (N, C, H, W) vs (N, H, W)", Accuracy(),
+     np.stack([np.eye(2), 1 - np.eye(2)])[None], np.array([[[0, 1], [1, 1]]]), 3 / 4),
     ("mse", mse, np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [3.0, 5.0]]), 1.25),
     ("mse int target", mse, np.array([0.5, 1.5]), np.array([0, 2]), 0.25),
     ("mae", mae, np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [3.0, 5.0]]), 0.75),
@@ -82,7 +91,12 @@ BAD: list[tuple[str, Any, Any, Any, type[Exception], str]] = [
      ValueError, "one-hot or probabilities"),
     ("binary regression targets", Accuracy(), PROBS_COL, np.array([0.5, 1.5, -2.0, 0.0]),
      ValueError, 'for a regression, pass metrics=() or metrics=("mse",)'),
-    ("3-d pred", Accuracy(), np.zeros((2, 3, 4)), np.zeros(2, int), ValueError, "(N, C)"),
+    ("3-d pred, 1-d target", Accuracy(), np.zeros((2, 3, 4)), np.zeros(2, int), ValueError,
+     "target of shape (2, 4) (class indices) or (2, 3, 4)"),
+    ("3-d pred of one class", Accuracy(), np.zeros((2, 1, 4)), np.zeros((2, 4), int), ValueError,
+     "(N, C, d1, ...) for classes (C >= 2)"),
+    ("3-d pred, float indices", Accuracy(), np.zeros((2, 3, 4)), np.zeros((2, 4)), TypeError,
+     "integer class indices of shape (2, 4)"),
     ("empty pred", Accuracy(), np.zeros((0, 3)), np.zeros(0, int), ValueError, "N >= 1"),
     ("string pred", Accuracy(), np.array(["a"]), np.array([1]), TypeError, "numeric pred"),
     ("mse shapes", mse, np.zeros((4, 1)), np.zeros(4), ValueError, "same shape"),
@@ -203,6 +217,7 @@ GOOD_TARGETS: dict[str, Any] = {
     "probability rows": np.array([[0.6, 0.4], [0.0, 1.0]]),
     "bool": np.array([True, False]),
     "uint8 indices": np.array([3, 0], dtype=np.uint8),
+    "sequence indices (N, T)": np.array([[0, 4, 2], [7, 1, 1]]),
 }
 
 # (description, targets, words in the message)

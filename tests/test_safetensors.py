@@ -15,6 +15,7 @@ import pytest
 
 import nnkit
 from nnkit import serialization as ser
+from nnkit.serialization import safetensors as safetensors_io
 
 safetensors_numpy: Any = pytest.importorskip("safetensors.numpy")
 safetensors: Any = pytest.importorskip("safetensors")
@@ -145,9 +146,10 @@ def test_file_written_by_nnkit_loads_in_safetensors(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     ser.save_safetensors(model, path)
     assert same_bits(safetensors_numpy.load_file(str(path)), model.state_dict())
-    with open(path, "rb") as file:  # no metadata is written
+    with open(path, "rb") as file:  # the metadata is the checksum alone
         (length,) = struct.unpack("<Q", file.read(8))
-        assert "__metadata__" not in json.loads(file.read(length))
+        metadata = json.loads(file.read(length))["__metadata__"]
+    assert metadata == {"nnkit.sha256": safetensors_io.tensors_digest(model.state_dict())}
 
 
 def test_save_is_deterministic(tmp_path: Path) -> None:
@@ -260,6 +262,83 @@ def test_damaged_files_raise_corrupt_file_error(tmp_path: Path) -> None:
         with pytest.raises(ser.CorruptFileError, match=name):
             ser.load_safetensors(bad, model)
     assert same_bits(model.state_dict(), before)
+
+
+def load_or_error(path: Path) -> dict[str, np.ndarray] | None:
+    """What load_safetensors returns, or None if it raised a SerializationError."""
+    try:
+        return ser.load_safetensors(path)
+    except ser.SerializationError:
+        return None
+
+
+def test_every_flipped_byte_is_caught_or_harmless(tmp_path: Path) -> None:
+    """One bit flipped in each byte, then 60 random one- or two-byte changes: loading raises
+    CorruptFileError (the checksum, or safetensors' own checks) or gives back the same
+    tensors, never changed values or names (before the checksum, 7 of 60 random flips
+    loaded changed values or a changed key)."""
+    state = make_model().state_dict()
+    path, damaged = tmp_path / "w.safetensors", tmp_path / "damaged.safetensors"
+    ser.save_safetensors(state, path)
+    original = path.read_bytes()
+    rng = np.random.default_rng(0)
+    changes = [[(offset, 1 << (offset % 8))] for offset in range(len(original))]
+    for _ in range(60):
+        count = int(rng.integers(1, 3))
+        offsets = rng.choice(len(original), size=count, replace=False)
+        changes.append([(int(o), int(rng.integers(1, 256))) for o in offsets])
+    caught = 0
+    for change in changes:
+        data = bytearray(original)
+        for offset, mask in change:
+            data[offset] ^= mask
+        damaged.write_bytes(bytes(data))
+        loaded = load_or_error(damaged)
+        if loaded is None:
+            caught += 1
+        else:  # the change did not reach the tensors (header padding, spacing)
+            assert same_bits(loaded, state), change
+    assert caught > 0.9 * len(changes)
+
+
+def test_a_damaged_checksum_entry_is_caught(tmp_path: Path) -> None:
+    state = make_model().state_dict()
+    digest = safetensors_io.tensors_digest(state)
+    cases = {
+        "renamed": {"nnkit.sha2X6": digest},
+        "two-renamed": {"nnkiT.sha2X6": digest},
+        "not-hex": {"nnkit.sha256": "z" * 64},
+        "other-tensors": {"nnkit.sha256": safetensors_io.tensors_digest({"x": np.ones(1)})},
+    }
+    for name, metadata in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        safetensors_numpy.save_file(state, str(path), metadata=metadata)
+        with pytest.raises(ser.CorruptFileError, match="damaged"):
+            ser.load_safetensors(path)
+
+
+def test_a_file_rewritten_with_its_metadata_keeps_a_valid_checksum(tmp_path: Path) -> None:
+    """The checksum covers what loading returns, not how the header is written."""
+    path, rewritten = tmp_path / "w.safetensors", tmp_path / "rewritten.safetensors"
+    state = make_model().state_dict()
+    ser.save_safetensors(state, path)
+    with safetensors.safe_open(str(path), framework="numpy") as file:
+        metadata = {**file.metadata(), "format": "np"}
+    safetensors_numpy.save_file(safetensors_numpy.load_file(str(path)), str(rewritten), metadata)
+    assert same_bits(ser.load_safetensors(rewritten), state)
+
+
+def test_a_file_without_the_checksum_is_read_unverified(tmp_path: Path) -> None:
+    """The documented limit: safetensors has no checksum, so a file from another tool with a
+    changed value loads that value."""
+    path = tmp_path / "foreign.safetensors"
+    state = {"w": np.arange(4, dtype=np.float32)}
+    safetensors_numpy.save_file(state, str(path), metadata={"format": "pt"})
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x40
+    path.write_bytes(bytes(data))
+    loaded = ser.load_safetensors(path)
+    assert loaded["w"][-1] != state["w"][-1]
 
 
 def test_an_nnkit_file_is_named_as_such(tmp_path: Path) -> None:

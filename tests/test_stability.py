@@ -112,3 +112,37 @@ def test_bce_at_exact_zero_and_one_is_clamped_like_pytorch(dtype: Any) -> None:
         grad = loss.backward()
     assert value == pytest.approx(200.0)  # each log term clamped at -100
     assert_finite(grad)
+
+
+F32, F64 = np.float32, np.float64
+
+# (id, loss, pred, target, dtype, the loss: finite or inf), the limits docs/losses.md states
+LIMITS: list[tuple[str, nnkit.Loss, Any, Any, Any, bool]] = [
+    ("mse-1e20-float32", nnkit.MSELoss(), [[1e20]], [[0.0]], F32, False),
+    ("mse-1e20-float64", nnkit.MSELoss(), [[1e20]], [[0.0]], F64, True),
+    ("mse-sum-overflows", nnkit.MSELoss(), [[1e19]] * 10, [[0.0]] * 10, F32, False),
+    ("ce-1e38-apart", nnkit.CrossEntropyLoss(), [[1e38, -1e38]], [1], F32, True),
+    ("ce-6e38-apart", nnkit.CrossEntropyLoss(), [[3e38, -3e38]], [1], F32, False),
+    ("bce-logits-3e38", nnkit.BCEWithLogitsLoss(), [[3e38, -3e38]], [[0.0, 0.0]], F32, True),
+    ("huber-3e38", nnkit.HuberLoss(), [[3e38]], [[-3e38]], F32, False),
+    ("bce-extremes", nnkit.BCELoss(), [[0.0, 1.0]], [[1.0, 0.0]], F32, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "pred", "target", "dtype", "finite"),
+    [c[1:] for c in LIMITS],
+    ids=[c[0] for c in LIMITS],
+)
+def test_a_loss_beyond_the_dtype_is_inf_as_documented(
+    loss_fn: nnkit.Loss, pred: Any, target: Any, dtype: Any, finite: bool
+) -> None:
+    """Beyond [-1e4, 1e4] the loss is finite exactly when its value fits the dtype; the
+    gradients of these stay finite (docs/losses.md, What stays finite)."""
+    target_array = np.asarray(target, dtype=dtype) if isinstance(target[0], list) else target
+    with np.errstate(over="ignore"):
+        value = loss_fn(np.asarray(pred, dtype=dtype), np.asarray(target_array))
+        grad = loss_fn.backward()
+    assert np.isfinite(value) == finite and (finite or value == np.inf)
+    if not isinstance(loss_fn, nnkit.MSELoss):
+        assert_finite(grad)

@@ -86,7 +86,7 @@ def test_generator_state_round_trips_and_is_checked() -> None:
     np.testing.assert_array_equal(model(np.ones((4, 3))), first)  # the same mask again
     with pytest.raises(ValueError, match="unexpected generators: nope"):
         model.load_generator_state({**saved, "nope": saved["3.rng"]})
-    with pytest.raises(ValueError, match=r"3\.rng: the state does not fit a PCG64"):
+    with pytest.raises(ValueError, match=r"3\.rng: the state does not fit a MT19937"):
         model.load_generator_state({"3.rng": {"bit_generator": "MT19937", "state": {}}})
 
 
@@ -200,3 +200,59 @@ def test_format_1_files_still_load() -> None:
 def test_summary_counts_buffers_as_non_trainable() -> None:
     text = nnkit.summary(model_with_state(), (3,))
     assert "Trainable params: 38" in text and "Non-trainable params: 6" in text
+
+
+@pytest.mark.parametrize("kind", [np.random.MT19937, np.random.Philox, np.random.SFC64])
+def test_a_generator_of_another_kind_saves_loads_and_passes_the_harness(
+    kind: type, tmp_path: Path
+) -> None:
+    layer = Noise(0.3, rng=np.random.Generator(kind(5)))
+    nnkit.testing.check_module(layer, np.random.default_rng(0).normal(size=(4, 3)))
+    model = nnkit.Sequential(nnkit.Dense(3, 3), layer)
+    model(np.ones((2, 3)))
+    nnkit.save(model, tmp_path / "m.npz")
+    loaded = nnkit.load(tmp_path / "m.npz")
+    assert type(loaded[1].rng.bit_generator) is kind
+    np.testing.assert_array_equal(loaded(np.ones((2, 3))), model(np.ones((2, 3))))
+
+
+def test_a_zero_d_buffer_assigned_a_scalar_stays_an_array(tmp_path: Path) -> None:
+    layer = Center(2)
+    layer.steps.data = layer.steps.data + 1  # a numpy scalar
+    assert isinstance(layer.steps.data, np.ndarray) and layer.steps.dtype == np.int64
+    layer.running_mean.data = np.ones(2)  # float64 does not promote the float32 buffer
+    assert layer.running_mean.dtype == np.float32
+    nnkit.save(nnkit.Sequential(layer), tmp_path / "m.npz")
+    assert nnkit.load(tmp_path / "m.npz")[0].steps.data == 1
+
+
+def test_aliased_and_shared_children_save_and_load(tmp_path: Path) -> None:
+    class WithHeadAlias(nnkit.Sequential):
+        def __init__(self, *layers: nnkit.Module) -> None:
+            super().__init__(*layers)
+            self.head = self.layers[-1]
+
+    nnkit.register_module(WithHeadAlias)
+    model = WithHeadAlias(nnkit.Dense(2, 3), nnkit.Tanh(), nnkit.Dense(3, 1))
+    nnkit.save(model, tmp_path / "alias.npz")
+    loaded = nnkit.load(tmp_path / "alias.npz")
+    assert loaded.head is loaded.layers[-1]
+    x = np.ones((2, 2))
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_a_format_1_file_loads_into_a_model_that_has_gained_buffers() -> None:
+    """Format 1 never saved buffers: a layer that keeps its statistics in a Buffer now
+    keeps its constructor's values for them, and every parameter must still match."""
+    model = nnkit.load(DATA / "format1_model.npz")
+    model[0].extra = nnkit.Buffer(np.full(3, 7.0))
+    nnkit.load_weights(DATA / "format1_weights.npz", model)
+    np.testing.assert_array_equal(model[0].extra.data, np.full(3, 7.0))
+    with pytest.raises(nnkit.StateMismatchError, match=r"missing keys: 0\.extra"):
+        other = nnkit.Sequential(*[nnkit.load(DATA / "format1_model.npz")[i] for i in range(4)])
+        other[0].extra = nnkit.Buffer(np.zeros(3))
+        nnkit.save_weights(nnkit.load(DATA / "format1_model.npz"), DATA.parent / "w2.npz")
+        try:
+            nnkit.load_weights(DATA.parent / "w2.npz", other)  # format 2: buffers are required
+        finally:
+            (DATA.parent / "w2.npz").unlink()

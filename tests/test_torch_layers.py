@@ -64,14 +64,18 @@ def twins(pair: Pair, seed: int = 0) -> tuple[nnkit.Module, Any]:
     return ours, theirs
 
 
-def compare_step(ours: nnkit.Module, theirs: Any, pair: Pair, x: Any, dy: Any) -> None:
-    """One forward and backward of both; y, dx and every parameter gradient agree."""
+def compare_step(
+    ours: nnkit.Module, theirs: Any, pair: Pair, x: Any, rng: np.random.Generator
+) -> None:
+    """One forward and backward of both (a random dy); y, dx, every parameter gradient and
+    every buffer agree."""
     ours.zero_grad()
     theirs.zero_grad()
     y = ours(x)
     xt = t(x, grad=True)
     yt = theirs(xt)
     close(y, yt)
+    dy = rng.normal(size=y.shape)
     dx = ours.backward(dy)
     yt.backward(t(dy))
     close(dx, xt.grad)
@@ -79,12 +83,93 @@ def compare_step(ours: nnkit.Module, theirs: Any, pair: Pair, x: Any, dy: Any) -
     for name, param in ours.named_parameters():
         grad = theirs_params[pair.params[name]].grad
         close(param.grad, grad.T if name in pair.transposed else grad)
+    theirs_buffers = dict(theirs.named_buffers())
+    assert {name for name, _ in ours.named_buffers()} == set(theirs_buffers)
+    for name, buffer in ours.named_buffers():  # running statistics after this step
+        if buffer.dtype.kind == "f":
+            close(buffer.data, theirs_buffers[name])
+        else:
+            assert buffer.dtype == np.int64 and int(buffer.data) == int(theirs_buffers[name])
 
 
 AFFINE = {"weight": "weight", "bias": "bias"}
 LINEAR = {"weight": "weight", "bias": "bias"}
 
 PAIRS = [
+    Pair(
+        "BatchNorm1d",
+        lambda: nnkit.BatchNorm1d(4),
+        lambda: torch.nn.BatchNorm1d(4),
+        (8, 4),
+        AFFINE,
+    ),
+    Pair(
+        "BatchNorm1d-NCL",
+        lambda: nnkit.BatchNorm1d(3, eps=1e-3, momentum=0.3),
+        lambda: torch.nn.BatchNorm1d(3, eps=1e-3, momentum=0.3),
+        (4, 3, 5),
+        AFFINE,
+    ),
+    Pair(
+        "BatchNorm1d-cumulative",
+        lambda: nnkit.BatchNorm1d(4, momentum=None),
+        lambda: torch.nn.BatchNorm1d(4, momentum=None),
+        (2, 4),  # the smallest batch: m / (m - 1) = 2
+        AFFINE,
+    ),
+    Pair(
+        "BatchNorm1d-no-affine",
+        lambda: nnkit.BatchNorm1d(4, affine=False),
+        lambda: torch.nn.BatchNorm1d(4, affine=False),
+        (6, 4),
+    ),
+    Pair(
+        "BatchNorm1d-batch-stats-only",
+        lambda: nnkit.BatchNorm1d(3, track_running_stats=False),
+        lambda: torch.nn.BatchNorm1d(3, track_running_stats=False),
+        (6, 3, 2),
+        AFFINE,
+    ),
+    Pair(
+        "BatchNorm2d",
+        lambda: nnkit.BatchNorm2d(3),
+        lambda: torch.nn.BatchNorm2d(3),
+        (4, 3, 5, 6),
+        AFFINE,
+    ),
+    Pair(
+        "BatchNorm2d-bare",
+        lambda: nnkit.BatchNorm2d(2, affine=False, track_running_stats=False),
+        lambda: torch.nn.BatchNorm2d(2, affine=False, track_running_stats=False),
+        (3, 2, 4, 4),
+    ),
+    Pair(
+        "GroupNorm",
+        lambda: nnkit.GroupNorm(3, 6),
+        lambda: torch.nn.GroupNorm(3, 6),
+        (4, 6, 5),
+        AFFINE,
+    ),
+    Pair(
+        "GroupNorm-images",
+        lambda: nnkit.GroupNorm(2, 4, eps=1e-3),
+        lambda: torch.nn.GroupNorm(2, 4, eps=1e-3),
+        (3, 4, 5, 6),
+        AFFINE,
+    ),
+    Pair(
+        "GroupNorm-2d-input",
+        lambda: nnkit.GroupNorm(2, 6),
+        lambda: torch.nn.GroupNorm(2, 6),
+        (5, 6),
+        AFFINE,
+    ),
+    Pair(
+        "GroupNorm-instance-no-affine",
+        lambda: nnkit.GroupNorm(4, 4, affine=False),
+        lambda: torch.nn.GroupNorm(4, 4, affine=False),
+        (3, 4, 7),
+    ),
     Pair(
         "Dense-3d",
         lambda: nnkit.Dense(5, 3),
@@ -142,14 +227,43 @@ PAIRS = [
 
 @pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
 def test_forward_and_backward_match_torch(pair: Pair) -> None:
+    """Three training steps (the running statistics move), then three in eval mode, then
+    training again: y, dx, the parameter gradients and the buffers agree after each."""
     ours, theirs = twins(pair)
     rng = np.random.default_rng(1)
-    for mode in ("train", "eval"):
+    for mode in ("train", "eval", "train"):
         ours.train(mode == "train")
         theirs.train(mode == "train")
         for _ in range(3):
             x = rng.normal(size=pair.shape) * 2 + 0.5
-            compare_step(ours, theirs, pair, x, rng.normal(size=ours(x).shape))
+            compare_step(ours, theirs, pair, x, rng)
+
+
+def test_batchnorm_empty_batch_in_training_matches_torch() -> None:
+    """An empty batch counts in num_batches_tracked but leaves the statistics alone."""
+    ours = nnkit.BatchNorm1d(3).astype(np.float64)
+    theirs = torch.nn.BatchNorm1d(3).double()
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    for batch in (x, x[:0], x):
+        y = ours(batch)
+        close(y, theirs(t(batch)))
+        assert ours.backward(np.ones_like(y)).shape == batch.shape
+        state = theirs.state_dict()
+        for name, value in ours.state_dict().items():
+            close(value, state[name])
+
+
+def test_batchnorm_state_dict_loads_torchs() -> None:
+    """Same keys, shapes and (for num_batches_tracked) dtype: a torch state dict loads."""
+    theirs = torch.nn.BatchNorm2d(3).double()
+    for _ in range(2):
+        theirs(torch.randn(4, 3, 2, 2, dtype=torch.float64))
+    ours = nnkit.BatchNorm2d(3).astype(np.float64)
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    ours.eval()
+    theirs.eval()
+    x = np.random.default_rng(0).normal(size=(2, 3, 2, 2))
+    close(ours(x), theirs(t(x)))
 
 
 # -- Embedding -------------------------------------------------------------------------------

@@ -14,12 +14,16 @@ from nnkit.layers.activations import (
     Tanh,
 )
 from nnkit.layers.attention import MultiheadAttention
+from nnkit.layers.batchnorm import BatchNorm1d, BatchNorm2d
+from nnkit.layers.conv import Conv1d, Conv2d, ConvTranspose2d
 from nnkit.layers.dense import Dense
 from nnkit.layers.dropout import Dropout, Dropout2d
 from nnkit.layers.embedding import Embedding
 from nnkit.layers.merge import Add, Concatenate, Multiply
-from nnkit.layers.normalization import LayerNorm
+from nnkit.layers.normalization import GroupNorm, LayerNorm
+from nnkit.layers.pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from nnkit.layers.recurrent import GRU, LSTM, RNN
+from nnkit.layers.reshape import Flatten, Reshape, Unflatten
 from nnkit.layers.sequence import (
     FinalState,
     LastTimeStep,
@@ -35,22 +39,35 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "AdaptiveAvgPool2d",
     "Add",
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Concatenate",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose2d",
     "Dense",
     "Dropout",
     "Dropout2d",
     "Embedding",
     "FinalState",
+    "Flatten",
+    "GroupNorm",
     "Identity",
     "LastTimeStep",
     "LayerNorm",
     "LeakyReLU",
     "LogSoftmax",
+    "MaxPool1d",
+    "MaxPool2d",
     "MultiheadAttention",
     "Multiply",
     "PositionalEmbedding",
     "ReLU",
+    "Reshape",
     "SequenceOutput",
     "SiLU",
     "Sigmoid",
@@ -60,4 +77,5 @@ __all__ = [
     "Tanh",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "Unflatten",
 ]

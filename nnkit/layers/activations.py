@@ -1,7 +1,8 @@
 """Activation layers: elementwise nonlinearities, softmax and log-softmax.
 
 None of them has parameters. They compute in the input's floating dtype (integer and bool
-input becomes float32), accept any shape, and cache the cheapest thing their backward needs,
+input becomes float32), accept any shape (the elementwise ones also a 0-d array; Softmax and
+LogSoftmax need the axis they normalise along), and cache the cheapest thing their backward needs,
 usually their own output: so do not modify a layer's output in place before its backward.
 In the equations ``y`` is the output and ``dy = dL/dy``.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from nnkit import functional as F
+from nnkit._checks import check_real
 from nnkit.module import Array, Module, as_float_array
 
 __all__ = [
@@ -43,6 +45,8 @@ class _CachedOutput(Module):
         y = self._y
         if y is None:
             raise self._no_cache_error()
+        if type(grad_out) is np.ndarray and grad_out.dtype is y.dtype and grad_out.shape == y.shape:
+            return y, grad_out  # the usual case, checked without a further call
         return y, self._grad_like(grad_out, y.shape, y.dtype)
 
 
@@ -74,7 +78,9 @@ class Sigmoid(_CachedOutput):
 
     def backward(self, grad_out: Array) -> Array:
         y, dy = self._cached(grad_out)
-        dx: Array = dy * y * (1 - y)
+        dx: Array = 1 - y  # dx = dy * y * (1 - y), in one new array
+        dx *= y
+        dx *= dy
         return dx
 
 
@@ -112,9 +118,9 @@ class LeakyReLU(_CachedOutput):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not negative_slope >= 0:
-            raise ValueError(f"LeakyReLU negative_slope must be >= 0, got {negative_slope}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_real(
+            "LeakyReLU negative_slope", negative_slope, minimum=0, finite=True
+        )
 
     def forward(self, x: Array) -> Array:
         x = as_float_array(x)
@@ -135,9 +141,9 @@ class ELU(_CachedOutput):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        if not alpha > 0:
+        self.alpha = check_real("ELU alpha", alpha, finite=True)
+        if not self.alpha > 0:
             raise ValueError(f"ELU alpha must be > 0, got {alpha}")
-        self.alpha = float(alpha)
 
     def forward(self, x: Array) -> Array:
         x = as_float_array(x)
@@ -230,6 +236,17 @@ def _check_axis(layer: str, axis: int) -> int:
     return int(axis)
 
 
+def _along(layer: Module, axis: int, x: Array) -> Array:
+    """``x``, after checking that it has the axis the layer normalises along."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(
+            f"{type(layer).__name__}(axis={axis}) normalises along axis {axis}, but the input "
+            f"has shape {x.shape} ({x.ndim}-d); give an input with that axis, e.g. a batch "
+            "of shape (N, classes)"
+        )
+    return x
+
+
 class Softmax(_CachedOutput):
     """``y = exp(x) / sum(exp(x), axis)``; ``dx = y * (dy - sum(dy * y, axis))``.
 
@@ -241,7 +258,7 @@ class Softmax(_CachedOutput):
         self.axis = _check_axis("Softmax", axis)
 
     def forward(self, x: Array) -> Array:
-        self._y = y = F.softmax(as_float_array(x), axis=self.axis)
+        self._y = y = F.softmax(_along(self, self.axis, as_float_array(x)), axis=self.axis)
         return y
 
     def backward(self, grad_out: Array) -> Array:
@@ -261,7 +278,7 @@ class LogSoftmax(_CachedOutput):
         self.axis = _check_axis("LogSoftmax", axis)
 
     def forward(self, x: Array) -> Array:
-        self._y = y = F.log_softmax(as_float_array(x), axis=self.axis)
+        self._y = y = F.log_softmax(_along(self, self.axis, as_float_array(x)), axis=self.axis)
         return y
 
     def backward(self, grad_out: Array) -> Array:

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from nnkit import init
-from nnkit._checks import as_generator
+from nnkit._checks import as_generator, check_bool
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
@@ -26,6 +26,17 @@ _NAMED_INITIALIZERS: dict[str, Initializer] = {
     "he_uniform": lambda shape, rng: init.kaiming_uniform(shape, rng, nonlinearity="relu"),
     "he_normal": lambda shape, rng: init.kaiming_normal(shape, rng, nonlinearity="relu"),
 }
+
+
+def _float_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    """``dtype`` as a NumPy floating dtype, or a TypeError naming it."""
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:
+        kind = None
+    if kind is None or kind.kind != "f":
+        raise TypeError(f"Dense dtype must be a floating dtype such as 'float32', got {dtype!r}")
+    return kind
 
 
 class Dense(Module):
@@ -44,6 +55,9 @@ class Dense(Module):
         dL/dweight += x.T @ dy
         dL/dbias   += sum(dy, axis=0)
         dL/dx       = dy @ weight.T
+
+    The input is cached as given, not copied (it is needed for ``dL/dweight``): do not modify
+    ``x`` in place between forward and backward (docs/architecture.md, the contract).
 
     Initialisation: by default PyTorch's ``nn.Linear`` scheme, weight and bias both drawn from
     U(-1/sqrt(in_features), 1/sqrt(in_features)). ``weight_init`` chooses another scheme for
@@ -75,19 +89,44 @@ class Dense(Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Dense {name} must be a positive integer, got {value!r}")
+        check_bool("Dense bias", bias)
         if isinstance(weight_init, str) and weight_init not in _NAMED_INITIALIZERS:
             raise ValueError(
                 f"unknown weight_init {weight_init!r}; expected one of "
                 f"{', '.join(_NAMED_INITIALIZERS)} or a callable (shape, rng) -> array"
             )
+        if not (weight_init is None or isinstance(weight_init, str) or callable(weight_init)):
+            raise TypeError(
+                f"weight_init must be None, a name or a callable (shape, rng) -> array, got "
+                f"{weight_init!r}"
+            )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.weight_init = weight_init
-        self.weight = Parameter(np.zeros((self.in_features, self.out_features)), dtype=dtype)
-        self.bias = Parameter(np.zeros(self.out_features), dtype=dtype) if bias else None
+        kind = _float_dtype(dtype)
+        self.weight = Parameter(self._allocate((self.in_features, self.out_features), kind))
+        self.bias = Parameter(self._allocate((self.out_features,), kind)) if bias else None
         self._x: Array | None = None  # the input as rows, (N*..., in_features)
         self._lead: tuple[int, ...] = ()  # the input's shape without its last axis
         self.reset_parameters(rng)
+
+    def _allocate(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+        """Zeros of ``shape``, or an error that says which layer is too large and by how much."""
+        count = math.prod(shape)
+        size = f"{count:,} values ({count * dtype.itemsize / 2**30:,.1f} GiB of {dtype})"
+        where = f"Dense(in_features={self.in_features}, out_features={self.out_features})"
+        if count * dtype.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(
+                f"{where} would need an array of shape {shape}: {size}, more than this "
+                "platform can address; check in_features and out_features"
+            )
+        try:
+            return np.zeros(shape, dtype=dtype)
+        except MemoryError:
+            raise MemoryError(
+                f"{where} needs an array of shape {shape}: {size}, more memory than is free; "
+                "check in_features and out_features"
+            ) from None
 
     def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
         """Draw fresh initial values (see the class docstring)."""
@@ -112,7 +151,9 @@ class Dense(Module):
             self.bias.data[...] = 0
 
     def forward(self, x: Array) -> Array:
-        x = as_float_array(x, self.weight.data.dtype)
+        weight = self.weight.data
+        if type(x) is not np.ndarray or x.dtype is not weight.dtype:  # else nothing to convert
+            x = as_float_array(x, weight.dtype)
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             expected = "(N, *, " if x.ndim > 2 else "(N, "
             raise ValueError(
@@ -124,15 +165,16 @@ class Dense(Module):
             x = x.reshape(-1, self.in_features)  # a view when x is contiguous
         self._x, self._lead = x, lead
         try:
-            y: Array = x @ self.weight.data
+            y: Array = x @ weight
         except ValueError:  # only a weight of the wrong shape gets here
             raise ValueError(
                 f"Dense(in_features={self.in_features}, out_features={self.out_features}) has a "
-                f"weight of shape {self.weight.data.shape}; a Parameter shared between layers "
+                f"weight of shape {weight.shape}; a Parameter shared between layers "
                 "(tied weights) must have the same shape in both"
             ) from None
-        if self.bias is not None:
-            y += self.bias.data
+        bias = self.bias
+        if bias is not None:
+            y += bias.data
         if len(lead) > 1:
             y = y.reshape(*lead, self.out_features)
         return y
@@ -152,12 +194,16 @@ class Dense(Module):
         x = self._x
         if x is None:
             raise self._no_cache_error()
-        dy = self._grad_like(grad_out, (*self._lead, self.out_features), x.dtype)
+        shape = (*self._lead, self.out_features)
+        dy = grad_out
+        if type(dy) is not np.ndarray or dy.dtype is not x.dtype or dy.shape != shape:
+            dy = self.grad_like(grad_out, shape, x.dtype)  # converts, or says what is wrong
         if dy.ndim > 2:
             dy = dy.reshape(-1, self.out_features)
         self.weight.add_grad_matmul(x.T, dy)
-        if self.bias is not None:
-            self.bias.add_grad_sum(dy, axis=0)
+        bias = self.bias
+        if bias is not None:
+            bias.add_grad_sum(dy, axis=0)
         return dy
 
     def get_config(self) -> dict[str, Any]:

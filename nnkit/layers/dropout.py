@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from nnkit._checks import as_generator
+from nnkit.layers._scratch import reuse
 from nnkit.module import Array, Module, as_float_array
 
 __all__ = ["Dropout", "Dropout2d"]
@@ -41,7 +42,9 @@ class _Dropout(Module):
         super().__init__()
         self.p = _check_p(type(self).__name__, p)
         self.rng = as_generator(rng)
-        self._multiplier: Array | None = None
+        self._multiplier: Array | None = None  # the mask of the last forward, or None
+        self._buffer: Array | None = None  # the multiplier's array, kept between steps
+        self._keep: Array | None = None  # the boolean mask's array, kept between steps
         self._like: tuple[tuple[int, ...], np.dtype[Any]] | None = None
 
     def _mask_shape(self, x: Array) -> tuple[int, ...]:
@@ -55,16 +58,18 @@ class _Dropout(Module):
             self._multiplier = None
             same: Array = x
             return same
-        draw_dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
-        u = self.rng.random(mask_shape, dtype=draw_dtype)
-        keep = u >= self.p  # P(keep) = 1 - p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        if u.dtype == x.dtype:  # reuse the uniforms' array for the multiplier
-            multiplier = np.multiply(keep, u.dtype.type(scale), out=u)
-        else:
-            multiplier = np.multiply(keep, x.dtype.type(scale), dtype=x.dtype)
-        self._multiplier = multiplier
-        y: Array = x * multiplier
+        keep = self._keep = reuse(self._keep, mask_shape, np.bool_)
+        if x.dtype in (np.float32, np.float64):  # the uniforms' array becomes the multiplier
+            m = self._buffer = reuse(self._buffer, mask_shape, x.dtype)
+            self.rng.random(dtype=x.dtype.type, out=m)
+            np.greater_equal(m, self.p, out=keep)  # P(keep) = 1 - p
+            np.multiply(keep, m.dtype.type(scale), out=m)
+        else:  # float16: draw in float64
+            np.greater_equal(self.rng.random(mask_shape), self.p, out=keep)
+            m = np.multiply(keep, x.dtype.type(scale), dtype=x.dtype)
+        self._multiplier = m
+        y: Array = x * m
         return y
 
     def backward(self, grad_out: Any) -> Array:
@@ -97,7 +102,8 @@ class Dropout(_Dropout):
 
     The mask is drawn from the layer's own generator ``rng`` (uniforms in the input's dtype,
     compared with ``p``) and kept as the scaled multiplier ``m`` in the input's dtype, one
-    array of x's size: forward and backward are one multiply each.
+    array of x's size that the next forward of the same shape overwrites: forward and
+    backward are one multiply each.
 
     Args:
         p: the probability of zeroing an element, in [0, 1].

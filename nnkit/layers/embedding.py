@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from nnkit._checks import as_generator, check_int
+from nnkit.layers._scratch import reuse
 from nnkit.module import Array, Module
 from nnkit.parameter import Parameter
 
@@ -72,6 +73,7 @@ class Embedding(Module):
         self.padding_idx: int | None = padding_idx
         self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim)), dtype=dtype)
         self._indices: Array | None = None
+        self._flat: Array | None = None  # backward's flat positions, kept between steps
         self.reset_parameters(rng)
 
     def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
@@ -122,12 +124,14 @@ class Embedding(Module):
         grad = self.weight.grad
         if self.padding_idx is not None:
             kept = grad[self.padding_idx].copy()
-        rows = ids.reshape(-1).astype(np.intp, copy=False)
+        rows = ids.reshape(-1, 1)
         if grad.flags.c_contiguous:  # the flat scatter (see the class docstring)
-            flat = (rows[:, None] * d + np.arange(d)).reshape(-1)
-            np.add.at(grad.reshape(-1), flat, dy.reshape(-1))
+            flat = self._flat = reuse(self._flat, (rows.shape[0], d), np.intp)
+            np.multiply(rows, d, out=flat)
+            flat += np.arange(d)
+            np.add.at(grad.reshape(-1), flat.reshape(-1), dy.reshape(-1))
         else:
-            np.add.at(grad, rows, dy.reshape(-1, d))
+            np.add.at(grad, rows.reshape(-1), dy.reshape(-1, d))
         if self.padding_idx is not None:
             grad[self.padding_idx] = kept
 

@@ -67,6 +67,7 @@ class Adagrad(Optimizer):
         self._check_nonnegative(
             group, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"
         )
+        self._check_flags(group, "maximize")
 
     def _init_state(self, param: Parameter, group: ParamGroup) -> State:
         return {"sum": np.full_like(param.data, float(group["initial_accumulator_value"]))}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -73,10 +73,13 @@ class Adam(Optimizer):
 
     def _check_group(self, group: ParamGroup) -> None:
         self._check_nonnegative(group, "lr", "eps", "weight_decay")
+        self._check_flags(group, "amsgrad", "maximize")
         betas = group["betas"]
-        if isinstance(betas, (str, bytes)) or not isinstance(betas, Iterable):
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
-        betas = tuple(betas)
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence):
+            raise TypeError(
+                f"betas must be a tuple (beta1, beta2), got {betas!r} ({type(betas).__name__}); "
+                "a set or dict has no order, so it cannot say which is beta1"
+            )
         if len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from nnkit._checks import check_int, check_real
+from nnkit._checks import check_bool, check_choice, check_int, check_real
 from nnkit.optim.optimizer import Optimizer, ParamGroup
 
 __all__ = [
@@ -55,11 +55,47 @@ class _Scheduler:
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore the attributes saved by :meth:`state_dict`."""
-        unknown = set(state_dict) - set(self.state_dict())
-        if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)} for {type(self).__name__}")
+        """Restore the attributes saved by :meth:`state_dict`.
+
+        The state must have exactly the keys this scheduler's :meth:`state_dict` has, and
+        each value the type and range the constructor would accept (the number of parameter
+        groups included); everything is checked before anything is assigned, so a bad state
+        leaves the scheduler as it was.
+
+        Raises:
+            TypeError, ValueError: naming the key that is wrong and what it should be.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{name}.load_state_dict takes the dict state_dict() returns, got "
+                f"{type(state_dict).__name__}"
+            )
+        expected = set(self.state_dict())
+        unknown, missing = sorted(set(state_dict) - expected), sorted(expected - set(state_dict))
+        if unknown or missing:
+            raise ValueError(
+                f"the state does not fit this {name}: "
+                + "; ".join(
+                    ([f"unknown keys {unknown}"] if unknown else [])
+                    + ([f"missing keys {missing}"] if missing else [])
+                )
+            )
+        checks = self._field_checks()
+        for key, value in state_dict.items():
+            check = checks.get(key)
+            if check is None:  # an attribute of a subclass: nothing known to check
+                continue
+            try:
+                check(key, value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"cannot load the state of this {name}: {exc}") from None
         self.__dict__.update(copy.deepcopy(dict(state_dict)))
+
+    def _field_checks(self) -> dict[str, Check]:
+        """For each attribute of the state, a check of a loaded value (raises if it is bad)."""
+        groups = len(self.optimizer.param_groups)
+        return {"_last_lr": _reals(groups)}
 
 
 class LRScheduler(_Scheduler):
@@ -114,6 +150,15 @@ class LRScheduler(_Scheduler):
     def _current_lrs(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
 
+    def _field_checks(self) -> dict[str, Check]:
+        groups = len(self.optimizer.param_groups)
+        return {
+            **super()._field_checks(),
+            "base_lrs": _reals(groups, minimum=0),
+            "last_epoch": _int(0),
+            "_step_count": _int(1),
+        }
+
 
 class LambdaLR(LRScheduler):
     """``lr = initial_lr * lr_lambda(last_epoch)``; not chainable.
@@ -159,8 +204,11 @@ class StepLR(LRScheduler):
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
         self.step_size = check_int("step_size", step_size, minimum=1)
-        self.gamma = check_real("gamma", gamma)
+        self.gamma = check_real("gamma", gamma, finite=True)
         super().__init__(optimizer, last_epoch)
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {**super()._field_checks(), "step_size": _int(1), "gamma": _real()}
 
     def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -184,8 +232,11 @@ class MultiStepLR(LRScheduler):
     ) -> None:
         counts = Counter(check_int("milestone", m, minimum=0) for m in milestones)
         self.milestones: dict[int, int] = dict(sorted(counts.items()))
-        self.gamma = check_real("gamma", gamma)
+        self.gamma = check_real("gamma", gamma, finite=True)
         super().__init__(optimizer, last_epoch)
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {**super()._field_checks(), "milestones": _milestones, "gamma": _real()}
 
     def get_lr(self) -> list[float]:
         times = self.milestones.get(self.last_epoch, 0)
@@ -198,8 +249,11 @@ class ExponentialLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every epoch: alone, ``initial_lr * gamma**t``."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = check_real("gamma", gamma)
+        self.gamma = check_real("gamma", gamma, finite=True)
         super().__init__(optimizer, last_epoch)
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {**super()._field_checks(), "gamma": _real()}
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
@@ -224,8 +278,11 @@ class CosineAnnealingLR(LRScheduler):
         self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ) -> None:
         self.T_max = check_int("T_max", T_max, minimum=1)
-        self.eta_min = check_real("eta_min", eta_min)
+        self.eta_min = check_real("eta_min", eta_min, finite=True)
         super().__init__(optimizer, last_epoch)
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {**super()._field_checks(), "T_max": _int(1), "eta_min": _real()}
 
     def get_lr(self) -> list[float]:
         t, t_max, eta_min = self.last_epoch, self.T_max, self.eta_min
@@ -256,14 +313,20 @@ class LinearLR(LRScheduler):
         total_iters: int = 5,
         last_epoch: int = -1,
     ) -> None:
-        if not 0 < check_real("start_factor", start_factor) <= 1:
-            raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
-        if not 0 <= check_real("end_factor", end_factor) <= 1:
-            raise ValueError(f"end_factor must be in [0, 1], got {end_factor}")
+        _start_factor("start_factor", start_factor)
+        _end_factor("end_factor", end_factor)
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = check_int("total_iters", total_iters, minimum=1)
         super().__init__(optimizer, last_epoch)
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {
+            **super()._field_checks(),
+            "start_factor": _start_factor,
+            "end_factor": _end_factor,
+            "total_iters": _int(1),
+        }
 
     def get_lr(self) -> list[float]:
         t, start, end = self.last_epoch, self.start_factor, self.end_factor
@@ -324,9 +387,7 @@ class OneCycleLR(LRScheduler):
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
         if not 0 <= check_real("pct_start", pct_start) <= 1:
             raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-        self.anneal_strategy = anneal_strategy
+        self.anneal_strategy = check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
         rise_end = float(pct_start * self.total_steps) - 1
         last = self.total_steps - 1
         if three_phase:
@@ -346,7 +407,7 @@ class OneCycleLR(LRScheduler):
                 group["initial_lr"] = peak / div_factor
                 group["max_lr"] = peak
                 group["min_lr"] = group["initial_lr"] / final_div_factor
-        self.cycle_momentum = bool(cycle_momentum)
+        self.cycle_momentum = check_bool("cycle_momentum", cycle_momentum)
         if self.cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
                 raise ValueError(
@@ -362,6 +423,16 @@ class OneCycleLR(LRScheduler):
                     group["max_momentum"] = high
                     group["base_momentum"] = low
         super().__init__(optimizer, last_epoch)
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {
+            **super()._field_checks(),
+            "total_steps": _int(1),
+            "anneal_strategy": lambda name, value: check_choice(name, value, ("cos", "linear")),
+            "_schedule_phases": _phases,
+            "cycle_momentum": check_bool,
+            "use_beta1": check_bool,
+        }
 
     def get_lr(self) -> list[float]:
         t = self.last_epoch
@@ -424,26 +495,39 @@ class ReduceLROnPlateau(_Scheduler):
         eps: float = 1e-8,
     ) -> None:
         super().__init__(optimizer)
-        if not 0 <= check_real("factor", factor) < 1:
-            raise ValueError(f"factor must be in [0, 1), got {factor}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        _factor("factor", factor)
         self.factor = factor
-        self.mode = mode
-        self.threshold = check_real("threshold", threshold)
-        self.threshold_mode = threshold_mode
+        self.mode = check_choice("mode", mode, ("min", "max"))
+        self.threshold = check_real("threshold", threshold, finite=True)
+        self.threshold_mode = check_choice("threshold_mode", threshold_mode, ("rel", "abs"))
         self.patience = check_int("patience", patience, minimum=0)
         self.cooldown = check_int("cooldown", cooldown, minimum=0)
         self.min_lrs = _per_group("min_lr", min_lr, optimizer.param_groups)
         self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
-        self.eps = check_real("eps", eps)
+        self.eps = check_real("eps", eps, minimum=0, finite=True)
         self.last_epoch = 0
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _field_checks(self) -> dict[str, Check]:
+        return {
+            **super()._field_checks(),
+            "factor": _factor,
+            "mode": lambda name, value: check_choice(name, value, ("min", "max")),
+            "threshold": _real(),
+            "threshold_mode": lambda name, value: check_choice(name, value, ("rel", "abs")),
+            "patience": _int(0),
+            "cooldown": _int(0),
+            "min_lrs": _reals(None, minimum=0),
+            "default_min_lr": _optional(_real(minimum=0)),
+            "eps": _real(minimum=0),
+            "last_epoch": _int(0),
+            "best": _best,
+            "num_bad_epochs": _int(0),
+            "cooldown_counter": _int(0),
+        }
 
     @property
     def in_cooldown(self) -> bool:
@@ -501,3 +585,82 @@ def _per_group(name: str, value: float | Sequence[float], groups: list[ParamGrou
             raise ValueError(f"expected {len(groups)} values for {name}, got {len(value)}")
         return [check_real(name, v) for v in value]
     return [check_real(name, value)] * len(groups)
+
+
+Check = Callable[[str, Any], object]
+"""A check of one loaded state value, given its name: raises TypeError or ValueError."""
+
+
+def _int(minimum: int) -> Check:
+    return lambda name, value: check_int(name, value, minimum)
+
+
+def _real(minimum: float | None = None) -> Check:
+    return lambda name, value: check_real(name, value, minimum=minimum, finite=True)
+
+
+def _optional(check: Check) -> Check:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _reals(count: int | None, minimum: float | None = None) -> Check:
+    """A list of finite reals (one per parameter group when ``count`` is given)."""
+
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, list) or (count is not None and len(value) != count):
+            many = "a list" if count is None else f"a list of {count} (one per parameter group)"
+            raise TypeError(f"{name} must be {many}, got {value!r}")
+        for i, item in enumerate(value):
+            check_real(f"{name}[{i}]", item, minimum=minimum, finite=True)
+
+    return check
+
+
+def _milestones(name: str, value: Any) -> None:
+    """MultiStepLR's ``{epoch: how many times it is listed}``."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict {{epoch: count}}, got {value!r}")
+    for epoch, count in value.items():
+        check_int(f"{name} key", epoch, 0)
+        check_int(f"{name}[{epoch}]", count, 1)
+
+
+def _start_factor(name: str, value: Any) -> None:
+    if not 0 < check_real(name, value) <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+
+
+def _end_factor(name: str, value: Any) -> None:
+    if not 0 <= check_real(name, value) <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def _factor(name: str, value: Any) -> None:
+    if not 0 <= check_real(name, value) < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+def _best(name: str, value: Any) -> None:
+    """ReduceLROnPlateau's best metric: a real, ±inf before the first epoch, never NaN."""
+    if math.isnan(check_real(name, value)):
+        raise ValueError(f"{name} must not be NaN")
+
+
+_PHASE_KEYS = {"end_step", "start_lr", "end_lr", "start_momentum", "end_momentum"}
+_PHASE_LRS = ("initial_lr", "max_lr", "min_lr")
+_PHASE_MOMENTUMS = ("max_momentum", "base_momentum")
+
+
+def _phases(name: str, value: Any) -> None:
+    """OneCycleLR's 2 or 3 phases, each naming the group keys it anneals between."""
+    if not isinstance(value, list) or len(value) not in (2, 3):
+        raise TypeError(f"{name} must be a list of 2 or 3 phases, got {value!r:.200}")
+    for i, phase in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(phase, dict) or set(phase) != _PHASE_KEYS:
+            raise ValueError(f"{where} must be a dict with keys {sorted(_PHASE_KEYS)}")
+        check_real(f"{where}['end_step']", phase["end_step"], finite=True)
+        for key in ("start_lr", "end_lr"):
+            check_choice(f"{where}[{key!r}]", phase[key], _PHASE_LRS)
+        for key in ("start_momentum", "end_momentum"):
+            check_choice(f"{where}[{key!r}]", phase[key], _PHASE_MOMENTUMS)

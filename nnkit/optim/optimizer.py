@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nnkit._checks import check_real
+from nnkit._checks import check_bool, check_real
 from nnkit.parameter import Parameter
 
 __all__ = ["Optimizer", "ParamGroup", "State"]
@@ -94,13 +94,14 @@ class Optimizer:
     # -- public API ------------------------------------------------------------------------------
     def step(self) -> None:
         """Update every parameter once, in place, from its current ``grad``."""
+        states, update = self.state, self._update  # looked up once: this loop is per step
         for group in self.param_groups:
             for param in group["params"]:
-                state = self.state.get(param)
+                state = states.get(param)
                 if state is None:
-                    state = self.state[param] = {"step": 0, **self._init_state(param, group)}
+                    state = states[param] = {"step": 0, **self._init_state(param, group)}
                 state["step"] += 1
-                self._update(param, state, group)
+                update(param, state, group)
 
     def zero_grad(self) -> None:
         """Reset the gradient of every parameter to zero, in place."""
@@ -181,12 +182,29 @@ class Optimizer:
         The groups must match in number and size and every array must have its parameter's
         shape; the hyperparameters of each group are taken from ``state_dict``. Arrays are
         copied into new buffers in each parameter's dtype. Everything is checked before
-        anything is changed, so a bad state_dict leaves the optimizer as it was. Training then
-        continues exactly as it would have without the interruption.
+        anything is changed (the structure, every hyperparameter's type and range as the
+        constructor checks them, each step count and buffer), so a bad state_dict leaves the
+        optimizer as it was. Training then continues exactly as it would have without the
+        interruption.
+
+        Raises:
+            TypeError, ValueError: naming the entry that is wrong and what it should be.
         """
-        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' keys")
-        saved_groups = list(state_dict["param_groups"])
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"state", "param_groups"}:
+            keys = sorted(state_dict) if isinstance(state_dict, Mapping) else None
+            raise ValueError(
+                "state_dict must be a dict with exactly the keys 'param_groups' and 'state', "
+                f"as state_dict() returns; got {type(state_dict).__name__} with keys {keys}"
+            )
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+            isinstance(group, Mapping) for group in saved_groups
+        ):
+            raise TypeError("state_dict['param_groups'] must be a list of dicts")
+        if not isinstance(saved_state, Mapping):
+            raise TypeError(
+                f"state_dict['state'] must be a dict, got {type(saved_state).__name__}"
+            )
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"loaded state_dict has {len(saved_groups)} parameter groups, but the optimizer "
@@ -195,25 +213,40 @@ class Optimizer:
         new_groups: list[ParamGroup] = []
         by_index: dict[int, tuple[Parameter, ParamGroup]] = {}
         for g, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
-            saved_ids = list(saved["params"])
+            saved_ids = saved.get("params")
+            if not isinstance(saved_ids, (list, tuple)):
+                raise TypeError(f"loaded parameter group {g} has no list of parameter indices")
             if len(saved_ids) != len(group["params"]):
                 raise ValueError(
                     f"loaded parameter group {g} has {len(saved_ids)} parameters, but the "
                     f"optimizer's group {g} has {len(group['params'])}"
                 )
             new_group = {**group, **saved, "params": group["params"]}
-            self._check_group(new_group)
+            try:
+                self._check_group(new_group)
+                _check_scheduler_keys(new_group)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"loaded parameter group {g}: {exc}") from None
             new_groups.append(new_group)
             for saved_id, param in zip(saved_ids, group["params"], strict=True):
-                by_index[int(saved_id)] = (param, new_group)
+                index = _index(saved_id, f"loaded parameter group {g}")
+                if index in by_index:
+                    raise ValueError(f"loaded parameter groups list parameter {index} twice")
+                by_index[index] = (param, new_group)
         new_state: dict[Parameter, State] = {}
-        for saved_id, saved_param_state in state_dict["state"].items():
-            if int(saved_id) not in by_index:
+        for saved_id, saved_param_state in saved_state.items():
+            index = _index(saved_id, "loaded state")
+            if index not in by_index:
                 raise ValueError(
-                    f"loaded state has an entry for parameter {saved_id}, which is in no "
+                    f"loaded state has an entry for parameter {saved_id!r}, which is in no "
                     "parameter group"
                 )
-            param, group = by_index[int(saved_id)]
+            if not isinstance(saved_param_state, Mapping):
+                raise TypeError(
+                    f"loaded state of parameter {saved_id!r} must be a dict, got "
+                    f"{type(saved_param_state).__name__}"
+                )
+            param, group = by_index[index]
             new_state[param] = self._restore(param, group, saved_param_state, saved_id)
         for group, new_group in zip(self.param_groups, new_groups, strict=True):
             group.update(new_group)  # in place: references to the groups stay valid
@@ -249,9 +282,15 @@ class Optimizer:
 
     @staticmethod
     def _check_nonnegative(group: ParamGroup, *names: str) -> None:
-        """Check that each named hyperparameter of ``group`` is a real number >= 0."""
+        """Check that each named hyperparameter of ``group`` is a finite real number >= 0."""
         for name in names:
-            check_real(name, group[name], minimum=0)
+            check_real(name, group[name], minimum=0, finite=True)
+
+    @staticmethod
+    def _check_flags(group: ParamGroup, *names: str) -> None:
+        """Check that each named option of ``group`` is a bool (``"no"`` is not False)."""
+        for name in names:
+            check_bool(name, group[name])
 
     # -- internals -------------------------------------------------------------------------------
     def _all_params(self) -> list[Parameter]:
@@ -274,20 +313,57 @@ class Optimizer:
             raise ValueError(f"{where} lacks {sorted(missing)} for these hyperparameters")
         state: State = {}
         for key, value in saved.items():
-            array = np.asarray(value)
             if key == "step":
-                if array.ndim != 0 or not (
-                    isinstance(array.item(), Integral) or float(array.item()).is_integer()
-                ):
-                    raise ValueError(f"{where}: step must be an integer, got {value!r}")
-                state[key] = int(array.item())
-            elif array.shape != param.shape:
+                state[key] = _step_count(value, where)
+                continue
+            try:
+                array = np.asarray(value)
+            except (TypeError, ValueError):  # ragged nested lists
+                raise TypeError(f"{where}: {key!r} is not an array, got {value!r:.80}") from None
+            if array.dtype.kind not in "iuf":
+                raise TypeError(
+                    f"{where}: {key!r} must be a numeric array, got {value!r:.80} of dtype "
+                    f"{array.dtype}"
+                )
+            if array.shape != param.shape:
                 raise ValueError(
                     f"{where}: {key!r} has shape {array.shape}, but the parameter has shape "
                     f"{param.shape}"
                 )
-            elif array.dtype.kind not in "biuf":
-                raise TypeError(f"{where}: {key!r} has non-numeric dtype {array.dtype}")
-            else:
-                state[key] = np.array(array, dtype=param.dtype, copy=True)
+            state[key] = np.array(array, dtype=param.dtype, copy=True)
         return state
+
+
+_SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+"""Keys a learning-rate scheduler adds to a parameter group (see ``lr_scheduler``)."""
+
+
+def _check_scheduler_keys(group: ParamGroup) -> None:
+    """The values schedulers keep in a group are finite reals >= 0, where present."""
+    for name in _SCHEDULER_KEYS:
+        if name in group:
+            check_real(name, group[name], minimum=0, finite=True)
+
+
+def _index(value: object, where: str) -> int:
+    """A parameter index of a state_dict: an int, or its decimal string (JSON keys)."""
+    if isinstance(value, str) and value.isdecimal():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise TypeError(f"{where} refers to parameter {value!r}, not an index (an int >= 0)")
+    return int(value)
+
+
+def _step_count(value: object, where: str) -> int:
+    """A saved step count: an integer >= 0 (an int, a NumPy integer, or a whole float, also
+    as a 0-d array); not a bool or a string."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        array = np.asarray(None)
+    number = array.item() if array.ndim == 0 and array.dtype.kind in "iuf" else None
+    if isinstance(value, bool) or array.dtype.kind == "b" or number is None:
+        raise TypeError(f"{where}: step must be an int, got {value!r} ({type(value).__name__})")
+    if not (float(number).is_integer() and number >= 0):
+        raise ValueError(f"{where}: step must be an integer >= 0, got {value!r}")
+    return int(number)

@@ -77,6 +77,7 @@ class RMSprop(Optimizer):
 
     def _check_group(self, group: ParamGroup) -> None:
         self._check_nonnegative(group, "lr", "alpha", "eps", "weight_decay", "momentum")
+        self._check_flags(group, "centered", "maximize")
         if group["alpha"] > 1:
             raise ValueError(f"alpha must be in [0, 1], got {group['alpha']}")
 

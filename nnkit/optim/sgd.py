@@ -66,6 +66,7 @@ class SGD(Optimizer):
 
     def _check_group(self, group: ParamGroup) -> None:
         self._check_nonnegative(group, "lr", "momentum", "dampening", "weight_decay")
+        self._check_flags(group, "nesterov", "maximize")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires momentum > 0 and dampening = 0, got "
@@ -76,14 +77,15 @@ class SGD(Optimizer):
         return {}  # the momentum buffer is the first (decayed) gradient, made in _update
 
     def _update(self, param: Parameter, state: State, group: ParamGroup) -> None:
-        momentum = float(group["momentum"])
-        weight_decay = float(group["weight_decay"])
+        momentum = group["momentum"]
+        weight_decay = group["weight_decay"]
         grad = (
-            self._gradient(param, group, weight_decay)
+            self._gradient(param, group, float(weight_decay))
             if weight_decay or group["maximize"]
             else param.grad
         )
-        if momentum != 0:
+        if momentum:
+            momentum = float(momentum)
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = grad.copy()

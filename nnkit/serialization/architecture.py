@@ -172,8 +172,7 @@ def encode_architecture(model: Module, sink: ArraySink) -> dict[str, Any]:
                 f"cannot save {where}: get_config() must return a dict with str keys (the "
                 f"constructor's keyword arguments), got {config!r}"
             )
-        children = dict(module.named_children())
-        names = {id(child): name for name, child in children.items()}
+        names = _first_names(module)  # a child reached twice: the first name, saved in full
 
         def child_name(value: Any) -> str | None:
             if not isinstance(value, Module):
@@ -205,6 +204,17 @@ def encode_architecture(model: Module, sink: ArraySink) -> dict[str, Any]:
 def _check_rebuildable(module: Module, config: dict[str, Any], where: str) -> None:
     """Refuse to save a module that load could not construct from its config."""
     cls = type(module)
+    if isinstance(module, Sequential) and len(module) and "layers" not in config:
+        takes_layers = any(
+            p.kind is inspect.Parameter.VAR_POSITIONAL
+            for p in inspect.signature(cls).parameters.values()
+        )
+        if takes_layers:
+            raise SerializationError(
+                f"cannot save {where}: its get_config() returns {config!r} without the layers "
+                "that its constructor takes, so nnkit.load would rebuild it empty. Return "
+                "{**super().get_config(), ...} from get_config()"
+            )
     if callable(getattr(cls, "from_config", None)):
         return
     try:
@@ -306,12 +316,31 @@ def build(plan: Plan) -> Module:
     """
     built: dict[str, Module] = {}
     built_ids: set[int] = set()
+    plans: dict[str, Plan] = {}
+
+    def collect(plan: Plan) -> None:
+        plans[plan.path] = plan
+        for _, spec in plan.children:
+            if isinstance(spec, Plan):
+                collect(spec)
+
+    collect(plan)
 
     def record(path: str, module: Module) -> None:
         built[path] = module
         built_ids.add(id(module))
 
+    def resolve(path: str) -> Module:
+        """The module saved at ``path``, built now if nothing has built it yet."""
+        if path in built:
+            return built[path]
+        if path not in plans:  # pragma: no cover - parse_architecture checks refs
+            raise StateMismatchError(f"{_where(path)} is referred to but not in the file")
+        return make(plans[path])
+
     def make(plan: Plan) -> Module:
+        if plan.path in built:  # already built, as the target of a reference
+            return built[plan.path]
         specs = dict(plan.children)
         given: dict[str, Module] = {}
 
@@ -319,7 +348,7 @@ def build(plan: Plan) -> Module:
             if isinstance(value, ChildRef):
                 if value.name not in given:
                     spec = specs[value.name]
-                    given[value.name] = built[spec] if isinstance(spec, str) else make(spec)
+                    given[value.name] = resolve(spec) if isinstance(spec, str) else make(spec)
                 return given[value.name]
             if type(value) is list:
                 return [substitute(v) for v in value]
@@ -356,6 +385,8 @@ def build(plan: Plan) -> Module:
                 if child is not built.get(spec):
                     raise _mismatch(plan, f"does not share its child with {_where(spec)}")
                 continue
+            if built.get(spec.path) is child:
+                continue  # built already, as the target of a reference
             if id(child) in built_ids:
                 raise _mismatch(spec, "is shared with another module here but not in the file")
             if type(child) is not spec.cls:
@@ -383,8 +414,15 @@ class ChildRef:
 def _same_config(module: Module, saved: dict[str, Any]) -> bool:
     """Whether a constructor-built child's config equals the saved one, its modules compared
     by their child names, dtype ignored."""
-    names = {id(m): n for n, m in module.named_children()}
+    names = _first_names(module)
     return _same(_without_dtype(_as_refs(module.get_config(), names)), _without_dtype(saved))
+
+
+def _first_names(module: Module) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for name, child in module.named_children():
+        names.setdefault(id(child), name)
+    return names
 
 
 def _as_refs(value: Any, names: dict[int, str]) -> Any:

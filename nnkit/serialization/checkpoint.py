@@ -16,6 +16,7 @@ from nnkit.serialization.model import (
     decode_weights,
     encode_generators,
     encode_weights,
+    expected_weights,
     live_state,
 )
 from nnkit.serialization.tree import ArraySink, ArraySource, decode, encode
@@ -70,6 +71,8 @@ def save_checkpoint(
         raise TypeError(f"save_checkpoint model= takes an nnkit Module, got {type(model).__name__}")
     if epoch is not None and (type(epoch) is not int):
         raise TypeError(f"epoch must be an int or None, got {epoch!r}")
+    if epoch is not None and epoch < 0:
+        raise ValueError(f"epoch must be >= 0 (epochs count from 0), got {epoch}")
     if rng is not None:
         as_generator(rng)  # only checks its type
     sink = ArraySink()
@@ -129,7 +132,7 @@ def load_checkpoint(
         raise TypeError(f"load_checkpoint model= takes an nnkit Module, got {type(model).__name__}")
     if rng is not None:
         as_generator(rng)  # only checks its type
-    header, source = read_file(path, ("checkpoint",))
+    header, source = read_file(path, ("checkpoint",), expect_weights=expected_weights(model))
     weights = decode_weights(header["weights"], source)
     generators = decode_generators(header["generators"], source)
     saved_optimizer = _decode_component(header["optimizer"], "optimizer", source)
@@ -137,8 +140,8 @@ def load_checkpoint(
     saved_rng = decode(header["rng"], source, "the rng state")
     extra = decode(header["extra"], source, "extra")
     epoch = header["epoch"]
-    if epoch is not None and type(epoch) is not int:
-        raise CorruptFileError(f"{source.path}: the epoch {epoch!r} is not an int or null")
+    if epoch is not None and (type(epoch) is not int or epoch < 0):
+        raise CorruptFileError(f"{source.path}: the epoch {epoch!r} is not an int >= 0 or null")
     source.check_all_taken()
 
     # Check what can be checked without changing anything.
@@ -162,7 +165,7 @@ def load_checkpoint(
     # Restore: the weights first (load_state_dict checks them all before assigning any), then
     # the optimizer and scheduler, putting back the earlier states, weights included, on failure.
     restored: list[tuple[str, Stateful, Any]] = [("model", model, model.state_dict())]
-    assign_weights(model, weights, source.path)
+    assign_weights(model, weights, source.path, header["version"])
     if generators:  # a file saved before generator states were kept has none
         model_generators = _Generators(model)
         restored.append(("model's generators", model_generators, model_generators.state_dict()))

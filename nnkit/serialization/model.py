@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,17 @@ from nnkit.serialization.architecture import (
     parse_architecture,
     upgrade_v1,
 )
-from nnkit.serialization.archive import PathLike, new_header, read_file, write_archive
+from nnkit.serialization.archive import (
+    FORMAT_VERSION,
+    PathLike,
+    WeightSpecs,
+    new_header,
+    read_file,
+    weight_specs,
+    write_archive,
+)
 from nnkit.serialization.errors import CorruptFileError, SerializationError, StateMismatchError
+from nnkit.serialization.limits import check_parameter_sizes
 from nnkit.serialization.tree import Array, ArraySink, ArraySource, decode, encode
 
 __all__ = ["live_state", "load", "load_weights", "save", "save_weights"]
@@ -86,6 +95,7 @@ def load(path: PathLike) -> Module:
     ):
         raise CorruptFileError(f"{source.path}: the header's 'tied' entry is not a dict of names")
     source.check_all_taken()
+    check_parameter_sizes(plan, weights, tied, source.path)  # before any constructor runs
     model = build(plan)
     _tie(model, tied, source.path)
     members = model._state_members()
@@ -98,7 +108,7 @@ def load(path: PathLike) -> Module:
             and array.dtype.kind == "f"
         ):
             member.astype(array.dtype)
-    assign_weights(model, weights, source.path)
+    assign_weights(model, weights, source.path, header["version"])
     assign_generators(model, generators, source.path)
     return model
 
@@ -134,11 +144,20 @@ def load_weights(path: PathLike, model: Module | None = None) -> dict[str, Array
     """
     if model is not None:
         _check_model(model, "load_weights")
-    header, source = read_file(path, ("weights", "model", "checkpoint"))
+    expect = None if model is None else expected_weights(model)
+    header, source = read_file(path, ("weights", "model", "checkpoint"), expect_weights=expect)
     weights = decode_weights(header["weights"], source)
     if model is not None:
-        assign_weights(model, weights, source.path)
+        assign_weights(model, weights, source.path, header["version"])
     return weights
+
+
+def expected_weights(model: Module) -> Callable[[dict[str, Any]], WeightSpecs | None]:
+    """For ``read_file``: the shapes and dtypes ``model`` expects, checked against the file's
+    ``.npy`` headers before any data is read (not for a format-1 file, which predates buffers
+    and is checked by ``assign_weights``)."""
+    specs = weight_specs(model._state_members().items())
+    return lambda header: None if header.get("version") == 1 else specs
 
 
 # -- shared with checkpoints -----------------------------------------------------------------
@@ -195,9 +214,23 @@ def assign_generators(model: Module, states: Mapping[str, Any], path: str) -> No
         raise StateMismatchError(f"the generator states in {path} do not fit: {exc}") from exc
 
 
-def assign_weights(model: Module, weights: Mapping[str, Array], path: str) -> None:
-    """``model.load_state_dict(weights)``: all or nothing, a mismatch as StateMismatchError."""
+def assign_weights(
+    model: Module, weights: Mapping[str, Array], path: str, version: int = FORMAT_VERSION
+) -> None:
+    """``model.load_state_dict(weights)``: all or nothing, a mismatch as StateMismatchError.
+
+    A file of format version 1 predates buffers: the model's buffers that it lacks keep their
+    values (every parameter must still be there)."""
     try:
+        if version == 1:
+            buffers = {name for name, _ in model.named_buffers()}
+            missing = [name for name in model.state_dict() if name not in weights]
+            if missing and all(name in buffers for name in missing):
+                unexpected = [name for name in weights if name not in model.state_dict()]
+                if unexpected:
+                    raise ValueError(f"unexpected keys: {', '.join(unexpected)}")
+                model.load_state_dict(weights, strict=False)
+                return
         model.load_state_dict(weights)
     except ValueError as exc:
         raise StateMismatchError(f"the weights in {path} do not fit: {exc}") from exc

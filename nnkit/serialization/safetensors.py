@@ -12,8 +12,10 @@ checkout. The package is imported only when one of these functions is called.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -48,6 +50,10 @@ complex64 needs safetensors 0.7 or newer; older versions refuse it (Serializatio
 _RESERVED_KEY = "__metadata__"  # the safetensors header's own entry
 _ZIP_MAGIC = b"PK\x03\x04"  # how a zip archive, and so every nnkit file, begins
 
+CHECKSUM_KEY = "nnkit.sha256"
+"""The ``__metadata__`` entry in which nnkit stores the checksum of the tensors it saves."""
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
 
 def save_safetensors(model_or_state: Module | Mapping[str, Array], path: PathLike) -> None:
     """Save a state dict as a safetensors file: ``model.state_dict()``, or a given mapping.
@@ -56,9 +62,11 @@ def save_safetensors(model_or_state: Module | Mapping[str, Array], path: PathLik
     ``safetensors.torch.load_file``, for one) read the same values under the same names.
     safetensors stores contiguous little-endian arrays: a non-contiguous array (a transposed
     view) is stored as a C-ordered copy and a big-endian one byte-swapped, so it loads back
-    equal in value, C-contiguous and native-endian. No metadata is written (the header's
-    optional ``__metadata__`` is left out). The file is written atomically, like every nnkit
-    save: an existing file at ``path`` is replaced only once the new one is complete.
+    equal in value, C-contiguous and native-endian. The header's ``__metadata__`` holds one
+    entry, ``"nnkit.sha256"``: the SHA-256 of the tensors (see :func:`tensors_digest`), which
+    :func:`load_safetensors` verifies, since safetensors itself has no checksum. The file is
+    written atomically, like every nnkit save: an existing file at ``path`` is replaced only
+    once the new one is complete.
 
     Args:
         model_or_state: a Module, whose parameters are saved, or a mapping of str to numpy
@@ -75,7 +83,7 @@ def save_safetensors(model_or_state: Module | Mapping[str, Array], path: PathLik
     tensors = {key: _storable(key, value) for key, value in state.items()}
     st = _safetensors("save_safetensors")
     try:
-        data: bytes = st.numpy.save(tensors)
+        data: bytes = st.numpy.save(tensors, metadata={CHECKSUM_KEY: tensors_digest(tensors)})
     except st.SafetensorError as exc:  # a dtype this version of safetensors lacks
         raise SerializationError(
             f"cannot save {os.fspath(path)}: {exc} (safetensors {st.__version__})"
@@ -97,10 +105,17 @@ def load_safetensors(path: PathLike, model: Module | None = None) -> dict[str, A
     for ``load_weights``: every key, shape and dtype must match, else the model is unchanged.
     For a partial load, call ``model.load_state_dict(load_safetensors(path), strict=False)``.
 
+    A file nnkit wrote carries the SHA-256 of its tensors (names, dtypes, shapes and bytes)
+    in its metadata, and any damage to them is caught. A file without that entry (from
+    another tool, or rewritten without its metadata) is read unverified: the safetensors
+    format has no checksum, so only damage to its structure is caught, and a damaged value
+    or name loads as it is.
+
     Raises:
         ImportError: the ``safetensors`` package is not installed.
-        CorruptFileError: the file is not a valid safetensors file (damaged or truncated), or
-            is an nnkit file (a zip archive: read it with ``nnkit.load`` or ``load_weights``).
+        CorruptFileError: the file is not a valid safetensors file (damaged or truncated), its
+            tensors do not match the checksum nnkit stored in it, or it is an nnkit file (a
+            zip archive: read it with ``nnkit.load`` or ``load_weights``).
         SerializationError: the file holds a dtype that numpy has no type for (bfloat16).
         StateMismatchError: (with ``model``) missing or unexpected keys, or a shape or dtype
             that differs; the model is left untouched.
@@ -111,6 +126,8 @@ def load_safetensors(path: PathLike, model: Module | None = None) -> dict[str, A
     st = _safetensors("load_safetensors")
     name = os.fspath(path)
     try:
+        with st.safe_open(name, framework="numpy") as file:
+            metadata = file.metadata()
         loaded: dict[str, Array] = st.numpy.load_file(name)
     except st.SafetensorError as exc:
         if _starts_with(name, _ZIP_MAGIC):
@@ -130,9 +147,60 @@ def load_safetensors(path: PathLike, model: Module | None = None) -> dict[str, A
             "float32 in the tool that wrote it"
         ) from exc
     weights = {key: np.array(array, copy=True, order="C") for key, array in loaded.items()}
+    _verify(name, metadata or {}, weights)
     if model is not None:
         assign_weights(model, weights, name)
     return weights
+
+
+def tensors_digest(tensors: Mapping[str, Array]) -> str:
+    """The SHA-256, in hex, of a state dict's names, dtypes, shapes and little-endian bytes.
+
+    The tensors are taken in sorted name order, each as its UTF-8 name's length and the name,
+    its dtype name, its shape and its bytes; so the digest does not depend on how the header
+    is written (key order, spacing), only on what loading returns.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        array = tensors[key]
+        encoded = key.encode("utf-8", "surrogatepass")
+        shape = ",".join(str(n) for n in array.shape).encode()
+        digest.update(
+            b"%d:%s\0%s\0%s\0" % (len(encoded), encoded, array.dtype.name.encode(), shape)
+        )
+        little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1)
+        digest.update(little.view(np.uint8).data)
+    return digest.hexdigest()
+
+
+def _verify(path: str, metadata: Mapping[str, str], tensors: Mapping[str, Array]) -> None:
+    """CorruptFileError unless the tensors match nnkit's checksum in ``metadata``, when the
+    file has one. A metadata key one or two characters away from :data:`CHECKSUM_KEY` is
+    nnkit's checksum entry with a damaged name, not a file from another tool."""
+    stored = metadata.get(CHECKSUM_KEY)
+    if stored is None:
+        damaged = [key for key in metadata if _near(key, CHECKSUM_KEY)]
+        if damaged:
+            raise CorruptFileError(
+                f"{path} is damaged: its metadata has an entry {damaged[0]!r} where nnkit "
+                f"writes {CHECKSUM_KEY!r}, the checksum of its tensors; nothing was loaded. Use "
+                "an intact copy, or save it again"
+            )
+        return  # a file from another tool: safetensors has no checksum to verify
+    if not _HEX_DIGEST.fullmatch(stored) or stored != tensors_digest(tensors):
+        raise CorruptFileError(
+            f"{path} is damaged: its tensors (names, dtypes, shapes or values) do not match the "
+            f"checksum nnkit stored when saving it ({CHECKSUM_KEY}); nothing was loaded. Use an "
+            "intact copy, or save it again"
+        )
+
+
+def _near(key: str, reference: str) -> bool:
+    """True if ``key`` differs from ``reference`` in one or two characters (same length)."""
+    return (
+        len(key) == len(reference)
+        and 0 < sum(a != b for a, b in zip(key, reference, strict=True)) <= 2
+    )
 
 
 def _starts_with(path: str, magic: bytes) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "ArraySink",
     "ArraySource",
     "check_array",
+    "check_unused",
     "decode",
     "encode",
 ]
@@ -121,20 +122,22 @@ class ArraySource:
 
     def check_mentioned(self, mentioned: set[str]) -> None:
         """CorruptFileError if the archive holds an array that is not in ``mentioned``."""
-        self._report_unused(set(self._arrays) - mentioned)
+        check_unused(self.path, set(self._arrays) - mentioned)
 
     def check_all_taken(self) -> None:
         """CorruptFileError if the archive holds an array that the header does not mention."""
-        self._report_unused(set(self._arrays) - self._taken)
+        check_unused(self.path, set(self._arrays) - self._taken)
 
-    def _report_unused(self, entries: set[str]) -> None:
-        unused = sorted(entries)
-        if unused:
-            raise CorruptFileError(
-                f"{self.path}: the archive holds array entries the header does not mention: "
-                f"{', '.join(unused[:10])}{' ...' if len(unused) > 10 else ''}; the file is "
-                "damaged or was modified after saving"
-            )
+
+def check_unused(path: str, entries: set[str]) -> None:
+    """CorruptFileError naming ``entries``, array entries of ``path`` that nothing refers to."""
+    unused = sorted(entries)
+    if unused:
+        raise CorruptFileError(
+            f"{path}: the archive holds array entries the header does not mention: "
+            f"{', '.join(unused[:10])}{' ...' if len(unused) > 10 else ''}; the file is "
+            "damaged or was modified after saving"
+        )
 
 
 def encode(
