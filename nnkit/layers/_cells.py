@@ -42,25 +42,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnkit.layers._windows import Workspace
 from nnkit.module import Array
 from nnkit.parameter import Parameter
 
 Weights = tuple[Parameter, Parameter, Parameter | None, Parameter | None]
 """weight_ih, weight_hh, bias_ih, bias_hh of one layer and direction."""
-
-
-class Workspace:
-    """Arrays kept between calls by key, reallocated only when the shape or dtype changes."""
-
-    def __init__(self) -> None:
-        self._arrays: dict[Any, Array] = {}
-
-    def get(self, key: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
-        """An uninitialised array of ``shape`` and ``dtype``, the same one as last time."""
-        array = self._arrays.get(key)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = self._arrays[key] = np.empty(shape, dtype)
-        return array
 
 
 class Direction:
@@ -122,7 +109,7 @@ class Cell:
     def _project(self, x: Array, w_ih_t: Array, bias: Array | None) -> Array:
         """``x @ W.T + b`` for all steps at once, into this cell's (T, N, G) workspace."""
         t, n, features = x.shape
-        acts = self.ws.get((self.key, "acts"), (t, n, w_ih_t.shape[1]), x.dtype)
+        acts = self.ws.empty(f"{self.key}.acts", (t, n, w_ih_t.shape[1]), x.dtype)
         np.matmul(x.reshape(t * n, features), w_ih_t, out=acts.reshape(t * n, acts.shape[2]))
         if bias is not None:
             acts += bias
@@ -191,7 +178,7 @@ class Cell:
 
     def _start(self, grad: Array | None, n: int, dtype: np.dtype[Any], name: str) -> Array:
         """A buffer holding the incoming gradient of the final state (zeros for None)."""
-        buf = self.ws.get(name, (n, self.hidden), dtype)
+        buf = self.ws.empty(name, (n, self.hidden), dtype)
         if grad is None:
             buf[...] = 0
         else:
@@ -224,7 +211,7 @@ class TanhCell(Cell):
 
     def _derivative(self, h: Array, out: Array) -> None:
         """``d *= act'(h)`` for the cached output h (``1 - h^2``)."""
-        tmp = self.ws.get("tmp_h", h.shape, h.dtype)
+        tmp = self.ws.empty("tmp_h", h.shape, h.dtype)
         np.multiply(h, h, out=tmp)
         np.subtract(1, tmp, out=tmp)
         out *= tmp
@@ -255,7 +242,7 @@ class TanhCell(Cell):
     ) -> tuple[Array | None, Array | None, Array | None]:
         t_count, n, _ = d.x.shape
         dtype = d.x.dtype
-        da = self.ws.get("da", (t_count, n, self.hidden), dtype)
+        da = self.ws.empty("da", (t_count, n, self.hidden), dtype)
         dh_next = self._start(d_h_last, n, dtype, "dh_next")
         outputs, w_hh = d.outputs(), self.w_hh.data
         order = _order(t_count, not d.reverse)  # BPTT runs against the direction of time
@@ -280,7 +267,7 @@ class ReLUCell(TanhCell):
         np.maximum(h, 0, out=h)
 
     def _derivative(self, h: Array, out: Array) -> None:
-        dead = self.ws.get("dead", h.shape, np.dtype(bool))
+        dead = self.ws.empty("dead", h.shape, np.dtype(bool))
         np.less_equal(h, 0, out=dead)
         np.copyto(out, 0, where=dead)
 
@@ -306,7 +293,7 @@ class LSTMCell(Cell):
         h = self.hidden
         dtype = x.dtype
         w_hh4 = self._blocks(self.w_hh.data)  # (4, H, H)
-        acts = self.ws.get((self.key, "acts"), (4, t_count, n, h), dtype)
+        acts = self.ws.empty(f"{self.key}.acts", (4, t_count, n, h), dtype)
         np.matmul(
             x.reshape(t_count * n, features),
             self._blocks(self.w_ih.data),
@@ -317,15 +304,15 @@ class LSTMCell(Cell):
             bias[:3] *= 0.5
             acts += bias[:, None, None, :]
         hs = self._states(x, h0, reverse)
-        cs = self.ws.get((self.key, "c"), (t_count + 1, n, h), dtype)
-        tcs = self.ws.get((self.key, "tanh_c"), (t_count, n, h), dtype)
+        cs = self.ws.empty(f"{self.key}.c", (t_count + 1, n, h), dtype)
+        tcs = self.ws.empty(f"{self.key}.tanh_c", (t_count, n, h), dtype)
         start = t_count if reverse else 0
         if c0 is None:
             cs[start] = 0
         else:
             cs[start] = c0
-        tmp = self.ws.get("tmp_4", (4, n, h), dtype)
-        tmp_h = self.ws.get("tmp_h", (n, h), dtype)
+        tmp = self.ws.empty("tmp_4", (4, n, h), dtype)
+        tmp_h = self.ws.empty("tmp_h", (n, h), dtype)
         matmul, tanh, multiply = np.matmul, np.tanh, np.multiply
         for t in _order(t_count, reverse):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
@@ -357,13 +344,13 @@ class LSTMCell(Cell):
         h = self.hidden
         dtype = d.x.dtype
         cs, tcs = d.extra
-        da = self.ws.get("da_4", (4, t_count, n, h), dtype)  # PyTorch's order i, f, g, o
+        da = self.ws.empty("da_4", (4, t_count, n, h), dtype)  # PyTorch's order i, f, g, o
         dh_next = self._start(d_h_last, n, dtype, "dh_next")
         dc = self._start(d_c_last, n, dtype, "dc")
-        dh_sum = self.ws.get("dh", (n, h), dtype)
-        sd = self.ws.get("sig_d", (3, n, h), dtype)
-        tmp = self.ws.get("tmp_h", (n, h), dtype)
-        tmp4 = self.ws.get("tmp_4", (4, n, h), dtype)
+        dh_sum = self.ws.empty("dh", (n, h), dtype)
+        sd = self.ws.empty("sig_d", (3, n, h), dtype)
+        tmp = self.ws.empty("tmp_h", (n, h), dtype)
+        tmp4 = self.ws.empty("tmp_4", (4, n, h), dtype)
         w_hh4 = self.w_hh.data.reshape(4, h, h)  # gate k: dh += da_k @ W_hh[k]
         multiply, subtract = np.multiply, np.subtract
         order = _order(t_count, not d.reverse)  # BPTT runs against the direction of time
@@ -421,7 +408,7 @@ class GRUCell(Cell):
         scale = np.array([0.5, 0.5, 1.0], dtype)[:, None, None]  # r, z halved
         w_ih3 = self.w_ih.data.reshape(3, h, features) * scale
         w_hh3 = np.ascontiguousarray((self.w_hh.data.reshape(3, h, h) * scale).transpose(0, 2, 1))
-        acts = self.ws.get((self.key, "acts"), (3, t_count, n, h), dtype)
+        acts = self.ws.empty(f"{self.key}.acts", (3, t_count, n, h), dtype)
         np.matmul(
             x.reshape(t_count * n, features),
             w_ih3.transpose(0, 2, 1),
@@ -435,8 +422,10 @@ class GRUCell(Cell):
             acts += bias[:, None, None, :]
             b_hn = self.b_hh.data[2 * h :]
         hs = self._states(x, h0, reverse)
-        ghs = self.ws.get((self.key, "gh"), (t_count, 3, n, h), dtype)  # ghs[t, 2] = W_hn h + b_hn
-        tmp = self.ws.get("tmp_h", (n, h), dtype)
+        ghs = self.ws.empty(
+            f"{self.key}.gh", (t_count, 3, n, h), dtype
+        )  # ghs[t, 2] = W_hn h + b_hn
+        tmp = self.ws.empty("tmp_h", (n, h), dtype)
         matmul, tanh, multiply = np.matmul, np.tanh, np.multiply
         for t in _order(t_count, reverse):
             prev, cur = (hs[t + 1], hs[t]) if reverse else (hs[t], hs[t + 1])
@@ -472,17 +461,17 @@ class GRUCell(Cell):
         h = self.hidden
         dtype = d.x.dtype
         (ghs,) = d.extra
-        da_x = self.ws.get("da_3", (3, t_count, n, h), dtype)  # input projection's, r, z, n
-        da_h = self.ws.get("da_h3", (3, t_count, n, h), dtype)  # hidden projection's
+        da_x = self.ws.empty("da_3", (3, t_count, n, h), dtype)  # input projection's, r, z, n
+        da_h = self.ws.empty("da_h3", (3, t_count, n, h), dtype)  # hidden projection's
         buffers = (
             self._start(d_h_last, n, dtype, "dh_next"),
-            self.ws.get("dh_other", (n, h), dtype),
+            self.ws.empty("dh_other", (n, h), dtype),
         )
-        dh_sum = self.ws.get("dh", (n, h), dtype)
-        sd = self.ws.get("sig_d", (2, n, h), dtype)
-        t1 = self.ws.get("tmp_h", (n, h), dtype)
-        t2 = self.ws.get("tmp_h2", (n, h), dtype)
-        tmp3 = self.ws.get("tmp_3", (3, n, h), dtype)
+        dh_sum = self.ws.empty("dh", (n, h), dtype)
+        sd = self.ws.empty("sig_d", (2, n, h), dtype)
+        t1 = self.ws.empty("tmp_h", (n, h), dtype)
+        t2 = self.ws.empty("tmp_h2", (n, h), dtype)
+        tmp3 = self.ws.empty("tmp_3", (3, n, h), dtype)
         previous, w_hh3 = d.previous(), self.w_hh.data.reshape(3, h, h)
         multiply, subtract = np.multiply, np.subtract
         order = _order(t_count, not d.reverse)  # BPTT runs against the direction of time

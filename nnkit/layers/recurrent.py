@@ -34,7 +34,8 @@ from numpy.typing import DTypeLike
 
 from nnkit._checks import as_generator, check_int, check_real
 from nnkit.layers import _cells
-from nnkit.layers._cells import Direction, Workspace
+from nnkit.layers._cells import Direction
+from nnkit.layers._windows import Workspace
 from nnkit.module import Array, Module, as_float_array
 from nnkit.parameter import Parameter
 
