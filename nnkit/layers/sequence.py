@@ -134,19 +134,24 @@ class FinalState(Module):
     ``torch.cat([h_n[-2], h_n[-1]], dim=1)`` for a bidirectional layer).
 
     ``forward(output, h_n)`` (RNN, GRU) or ``forward(output, (h_n, c_n))`` (LSTM), as a
-    recurrent layer returns them; ``D = output features // hidden`` is the number of
-    directions. Unlike :class:`LastTimeStep`, the reverse direction's part is its state after
-    the whole sequence. Backward: zeros for the output, ``dy`` into the last layer's rows of
-    the state's gradient, zeros elsewhere (and for ``c_n``).
+    recurrent layer returns them. The LSTM pair may also come stacked into one
+    (2, layers * D, N, hidden) array, as ``np.asarray`` makes it (the gradient checkers do);
+    its gradient then comes back in the same form. ``D = output features // hidden`` is the
+    number of directions. Unlike :class:`LastTimeStep`, the reverse direction's part is its
+    state after the whole sequence. Backward: zeros for the output, ``dy`` into the last
+    layer's rows of the state's gradient, zeros elsewhere (and for ``c_n``).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._like: tuple[tuple[int, ...], tuple[int, ...], bool, np.dtype[Any]] | None = None
+        self._like: tuple[tuple[int, ...], tuple[int, ...], str, np.dtype[Any]] | None = None
 
     def forward(self, output: Any, state: Any) -> Array:
-        lstm = isinstance(state, (tuple, list))
-        h_n = as_float_array(state[0] if lstm else state)
+        pair = isinstance(state, (tuple, list))
+        h_n = as_float_array(state[0] if pair else state)
+        stacked = not pair and h_n.ndim == 4 and h_n.shape[0] == 2  # np.asarray((h_n, c_n))
+        if stacked:
+            h_n = h_n[0]
         out = np.asarray(output)
         if h_n.ndim != 3 or out.ndim != 3 or out.shape[-1] % h_n.shape[2]:
             raise ValueError(
@@ -155,7 +160,12 @@ class FinalState(Module):
                 f"{out.shape} and h_n {h_n.shape}"
             )
         directions = out.shape[-1] // h_n.shape[2]
-        self._like = (out.shape, h_n.shape, lstm, h_n.dtype)
+        self._like = (
+            out.shape,
+            h_n.shape,
+            "pair" if pair else "stacked" if stacked else "",
+            h_n.dtype,
+        )
         last = h_n[h_n.shape[0] - directions :]  # (D, N, hidden)
         return np.ascontiguousarray(last.transpose(1, 0, 2)).reshape(
             h_n.shape[1], directions * h_n.shape[2]
@@ -164,13 +174,17 @@ class FinalState(Module):
     def backward(self, grad_out: Any) -> Any:
         if self._like is None:
             raise self._no_cache_error()
-        out_shape, state_shape, lstm, dtype = self._like
+        out_shape, state_shape, form, dtype = self._like
         layers_d, n, hidden = state_shape
         directions = out_shape[-1] // hidden
         dy = self.grad_like(grad_out, (n, directions * hidden), dtype)
         d_h = np.zeros(state_shape, dtype)
         d_h[layers_d - directions :] = dy.reshape(n, directions, hidden).transpose(1, 0, 2)
-        d_state = (d_h, np.zeros(state_shape, dtype)) if lstm else d_h
+        d_state: Any = d_h
+        if form == "pair":
+            d_state = (d_h, np.zeros(state_shape, dtype))
+        elif form == "stacked":
+            d_state = np.stack([d_h, np.zeros(state_shape, dtype)])
         return np.zeros(out_shape, dtype), d_state
 
 
