@@ -284,15 +284,10 @@ ACTIVATIONS = [
         "LogSoftmax",
     }
 ]
-
-
 def _cnn(rng: np.random.Generator) -> nnkit.Module:
     return nnkit.Sequential(
-        nnkit.Conv2d(1, 2, 3, padding=1, rng=rng),
-        nnkit.ReLU(),
-        nnkit.MaxPool2d(2),
-        nnkit.Flatten(),
-        nnkit.Dense(8, 3, rng=rng),
+        nnkit.Conv2d(1, 2, 3, padding=1, rng=rng), nnkit.ReLU(), nnkit.MaxPool2d(2),
+        nnkit.Flatten(), nnkit.Dense(8, 3, rng=rng),
     )
 
 
@@ -301,12 +296,10 @@ CONV_LAYERS = [
     LayerCase("Conv2d", lambda rng: nnkit.Conv2d(2, 3, 3, rng=rng), (2, 2, 5, 5)),
     LayerCase(
         "Conv2d-stride2-nondivisible",  # (6 + 2 - 3) / 2 is not an integer on both axes
-        lambda rng: nnkit.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng),
-        (2, 2, 6, 6),
+        lambda rng: nnkit.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng), (2, 2, 6, 6),
     ),
     LayerCase(
-        "Conv2d-dilation",
-        lambda rng: nnkit.Conv2d(2, 2, 2, dilation=2, padding=1, rng=rng),
+        "Conv2d-dilation", lambda rng: nnkit.Conv2d(2, 2, 2, dilation=2, padding=1, rng=rng),
         (2, 2, 5, 4),
     ),
     LayerCase(
@@ -316,8 +309,7 @@ CONV_LAYERS = [
     ),
     LayerCase(
         "Conv2d-same-even-kernel",  # the odd padding goes at the bottom and right
-        lambda rng: nnkit.Conv2d(2, 2, (2, 4), padding="same", rng=rng),
-        (2, 2, 4, 5),
+        lambda rng: nnkit.Conv2d(2, 2, (2, 4), padding="same", rng=rng), (2, 2, 4, 5),
     ),
     LayerCase(
         "Conv2d-valid-stride-tuple",
@@ -326,8 +318,7 @@ CONV_LAYERS = [
     ),
     LayerCase(
         "Conv2d-tuple-padding",  # padding larger than the kernel's reach on the first axis
-        lambda rng: nnkit.Conv2d(2, 2, 3, stride=(3, 1), padding=(2, 0), rng=rng),
-        (2, 2, 4, 5),
+        lambda rng: nnkit.Conv2d(2, 2, 3, stride=(3, 1), padding=(2, 0), rng=rng), (2, 2, 4, 5),
     ),
     LayerCase("Conv1d", lambda rng: nnkit.Conv1d(2, 3, 3, padding=1, rng=rng), (3, 2, 7)),
     LayerCase(
@@ -337,8 +328,7 @@ CONV_LAYERS = [
     ),
     LayerCase(
         "Conv1d-same-nobias",
-        lambda rng: nnkit.Conv1d(2, 2, 4, padding="same", bias=False, rng=rng),
-        (2, 2, 6),
+        lambda rng: nnkit.Conv1d(2, 2, 4, padding="same", bias=False, rng=rng), (2, 2, 6),
     ),
     LayerCase(
         "ConvTranspose2d",
@@ -358,8 +348,7 @@ CONV_LAYERS = [
     LayerCase("AvgPool2d", lambda rng: nnkit.AvgPool2d(2), (2, 2, 5, 5)),
     LayerCase(
         "AvgPool2d-pad",
-        lambda rng: nnkit.AvgPool2d((3, 2), stride=(2, 1), padding=(1, 1)),
-        (2, 2, 5, 4),
+        lambda rng: nnkit.AvgPool2d((3, 2), stride=(2, 1), padding=(1, 1)), (2, 2, 5, 4),
     ),
     LayerCase("AvgPool1d", lambda rng: nnkit.AvgPool1d(3, 2, 1), (2, 2, 7)),
     LayerCase("AdaptiveAvgPool2d-1", lambda rng: nnkit.AdaptiveAvgPool2d(1), (2, 3, 4, 5)),
@@ -372,24 +361,10 @@ CONV_LAYERS = [
 ]
 LAYERS += CONV_LAYERS
 
-ACTIVATIONS = [
-    case
-    for case in LAYERS
-    if case.name
-    in {
-        "Identity",
-        "Sigmoid",
-        "Tanh",
-        "ReLU",
-        "LeakyReLU",
-        "ELU",
-        "GELU",
-        "Softplus",
-        "SiLU",
-        "Softmax",
-        "LogSoftmax",
-    }
-]
+ACTIVATIONS = [case for case in LAYERS if case.name in {
+    "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus", "SiLU",
+    "Softmax", "LogSoftmax",
+}]
 
 
 @dataclass(frozen=True)
