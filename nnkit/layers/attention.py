@@ -181,9 +181,6 @@ class MultiheadAttention(Module):
     def dtype(self) -> np.dtype[Any]:
         return self.out_proj["weight"].dtype
 
-    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        return self.forward(*inputs, **kwargs)
-
     def _describe(self) -> str:
         return f"MultiheadAttention(embed_dim={self.embed_dim}, num_heads={self.num_heads})"
 

@@ -123,9 +123,6 @@ class _RNNBase(Module):
                 if param is not None:
                     param.data[...] = rng.uniform(-bound, bound, size=param.shape)
 
-    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        return self.forward(*inputs, **kwargs)
-
     # -- forward ---------------------------------------------------------------------------
     def _describe(self) -> str:
         name = type(self).__name__

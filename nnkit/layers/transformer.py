@@ -156,9 +156,6 @@ class TransformerEncoderLayer(Module):
     def dtype(self) -> np.dtype[Any]:
         return self.linear1["weight"].dtype
 
-    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        return self.forward(*inputs, **kwargs)
-
     def forward(self, src: Any, *options: Any, **keywords: Any) -> Array:  # type: ignore[override]
         """``forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)``."""
         settings = bind_options(self._describe(), _LAYER_OPTIONS, 1, options, keywords)
@@ -338,9 +335,6 @@ class TransformerEncoder(Container):
         )
         encoder.layers[0] = first
         return encoder
-
-    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        return self.forward(*inputs, **kwargs)
 
     def forward(self, src: Any, *options: Any, **keywords: Any) -> Array:  # type: ignore[override]
         """``forward(src, mask=None, src_key_padding_mask=None, is_causal=False)``."""
