@@ -427,6 +427,39 @@ def _batchnorm_dropout_mlp() -> Setup:
     return classify(model, *spirals_data())
 
 
+def _order_task(n: int = 256, length: int = 12) -> tuple[Array, Array]:
+    """Sequences of noise with one +1 and one -1 spike: the class is which comes first."""
+    g = rng(13)
+    X = g.normal(0, 0.1, size=(n, length, 1)).astype(np.float32)
+    y = g.integers(0, 2, size=n)
+    for i in range(n):
+        a, b = sorted(g.choice(length, 2, replace=False))
+        X[i, a, 0], X[i, b, 0] = (1.0, -1.0) if y[i] else (-1.0, 1.0)
+    return X, y
+
+
+def _lstm() -> Setup:
+    r = rng(14)
+    model = nnkit.Sequential(
+        nnkit.LSTM(1, 16, batch_first=True, rng=r), nnkit.LastTimeStep(batch_first=True),
+        nnkit.Dense(16, 2, rng=r),
+    )  # fmt: skip
+    return classify(model, *_order_task())
+
+
+def _transformer() -> Setup:
+    r = rng(15)
+    model = nnkit.Sequential(
+        nnkit.Dense(1, 16, rng=r),
+        nnkit.SinusoidalPositionalEncoding(16, max_len=32),
+        nnkit.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.1, batch_first=True,
+                                      rng=r),
+        nnkit.LastTimeStep(batch_first=True),
+        nnkit.Dense(16, 2, rng=r),
+    )  # fmt: skip
+    return classify(model, *_order_task(), Adam(model.parameters(), lr=3e-3))
+
+
 HEALTHY: list[tuple[str, Callable[[], Setup]]] = [
     ("the XOR recipe", _xor_recipe),
     ("spirals MLP with Adam", _spirals),
@@ -439,4 +472,6 @@ HEALTHY: list[tuple[str, Callable[[], Setup]]] = [
     ("a regression with MSELoss", _regression),
     ("the digits CNN", _digits_cnn),
     ("an MLP with BatchNorm and Dropout", _batchnorm_dropout_mlp),
+    ("an LSTM classifier", _lstm),
+    ("a Transformer encoder classifier", _transformer),
 ]
