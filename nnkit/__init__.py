@@ -29,6 +29,7 @@ from nnkit.containers import Concat, Container, Parallel, Residual, Sequential
 from nnkit.diagnostics import diagnose
 from nnkit.graph import Graph
 from nnkit.layers import *  # noqa: F403 - every layer, listed once in nnkit.layers.__all__
+from nnkit.layers.attention import causal_mask
 from nnkit.losses import *  # noqa: F403 - every loss, listed once in nnkit.losses.__all__
 from nnkit.module import Module
 from nnkit.parameter import Buffer, Parameter
@@ -71,6 +72,7 @@ __all__ = [
     "UnsafeFileError",
     "__version__",
     "callbacks",
+    "causal_mask",
     "data",
     "datasets",
     "diagnose",

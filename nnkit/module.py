@@ -126,8 +126,9 @@ class Module:
         """
         self.backward(*grads)
 
-    def __call__(self, *inputs: Any) -> Any:
-        return self.forward(*inputs)
+    def __call__(self, *inputs: Any, **options: Any) -> Any:
+        """``self.forward(*inputs, **options)``: keyword options (an attention mask) pass on."""
+        return self.forward(*inputs, **options)
 
     def _no_cache_error(self) -> RuntimeError:
         """The error every layer raises when backward runs before any forward."""

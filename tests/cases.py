@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sequence_adapters import Harnessed
 from stateful_layers import Center, Noise
 
 import nnkit
@@ -484,3 +485,299 @@ LOSSES = [
 
 def ids(cases: list[Any]) -> list[str]:
     return [case.name for case in cases]
+
+
+# -- sequences: recurrent layers, attention, positions -----------------------------------------
+# Time-major layers are checked with batch_axis=1. ``Harnessed`` (tests/sequence_adapters.py)
+# flattens an LSTM's nested (output, (h_n, c_n)) and moves h_n's batch axis next to a
+# batch-first output's, which is all check_module needs to see every output and gradient.
+
+
+@dataclass(frozen=True)
+class SequenceCase(LayerCase):
+    """A LayerCase whose inputs are built by ``make_inputs`` (masks are bool, options are
+    plain values), checked with the traits in ``options`` (batch_axis, modes, ...)."""
+
+    make_inputs: Callable[[np.random.Generator], tuple[Any, ...]] | None = None
+
+    def inputs(self, rng: np.random.Generator) -> tuple[Any, ...]:
+        if self.make_inputs is None:
+            return super().inputs(rng)
+        return self.make_inputs(rng)
+
+
+_T, _N, _I, _H = 4, 3, 2, 3
+
+
+def _recurrent_case(
+    kind: str,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    batch_first: bool = False,
+    h0: bool = False,
+    **options: Any,
+) -> SequenceCase:
+    directions = 2 if bidirectional else 1
+    state_shape = (num_layers * directions, _N, _H)
+    x_shape = (_N, _T, _I) if batch_first else (_T, _N, _I)
+    lstm = kind == "LSTM"
+
+    def make(rng: np.random.Generator) -> nnkit.Module:
+        layer = getattr(nnkit, kind)(
+            _I,
+            _H,
+            num_layers,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+            rng=rng,
+            **options,
+        )
+        if not lstm and not batch_first:
+            return layer  # (output, h_n) both have the batch on axis 1: checked as it is
+        state_move = (1, 0) if batch_first else None
+        return Harnessed(layer, lstm_state=lstm, moves=(None, state_move, state_move))
+
+    shapes = [x_shape] + ([state_shape] * (2 if lstm else 1) if h0 else [])
+    axes = [0 if batch_first else 1] + [1] * (len(shapes) - 1)
+    name = "-".join(
+        [
+            kind,
+            f"L{num_layers}",
+            "bi" if bidirectional else "uni",
+            "batch_first" if batch_first else "time_major",
+            "h0" if h0 else "no_h0",
+        ]
+        + [f"{k}={v}" for k, v in options.items()]
+    )
+    return SequenceCase(
+        name,
+        make,
+        in_shape=x_shape,
+        more_inputs=tuple(shapes[1:]),
+        options={"batch_axis": axes if len(axes) > 1 else axes[0]},
+    )
+
+
+def _recurrent_cases() -> list[SequenceCase]:
+    cases = []
+    for kind in ("RNN", "LSTM", "GRU"):
+        cases += [
+            _recurrent_case(kind),
+            _recurrent_case(kind, h0=True),
+            _recurrent_case(kind, 2, True, h0=True),
+            _recurrent_case(kind, 1, True, batch_first=True),
+            _recurrent_case(kind, 2, False, batch_first=True, h0=True),
+            _recurrent_case(kind, 2, True, batch_first=True, dropout=0.3),
+            _recurrent_case(kind, 2, False, h0=True, bias=False),
+        ]
+    cases.append(_recurrent_case("RNN", 2, True, h0=True, nonlinearity="relu"))
+    return cases
+
+
+_E, _HEADS, _L, _S = 4, 2, 3, 5
+
+
+def _padding(n: int, s: int) -> Any:
+    """A bool key padding mask: sample 0 keeps every key, sample 1 pads the last two, and
+    sample 2 (if any) pads key 0 only."""
+    mask = np.zeros((n, s), dtype=bool)
+    if n > 1:
+        mask[1, -2:] = True
+    if n > 2:
+        mask[2, 0] = True
+    return mask
+
+
+def _attention_inputs(batch_first: bool, kdim: int = _E, vdim: int = _E) -> Any:
+    def make(rng: np.random.Generator) -> tuple[Any, ...]:
+        def seq(length: int, dim: int) -> Any:
+            return rng.normal(size=(_N, length, dim) if batch_first else (length, _N, dim))
+
+        return seq(_L, _E), seq(_S, kdim), seq(_S, vdim)
+
+    return make
+
+
+def _masked_inputs(rng: np.random.Generator) -> tuple[Any, ...]:
+    q, k, v = _attention_inputs(True)(rng)
+    # key_padding_mask, need_weights, a float attn_mask (differentiated), per-head weights
+    return q, k, v, _padding(_N, _S), True, rng.normal(size=(_L, _S)), False
+
+
+def _causal_inputs(rng: np.random.Generator) -> tuple[Any, ...]:
+    x = rng.normal(size=(_L, _N, _E))
+    # key 0 of sample 2 is padded, so its query 0 (which may only see key 0) sees nothing:
+    # the fully masked row gives zero weights
+    return x, _padding(_N, _L), False, nnkit.causal_mask(_L)
+
+
+SEQUENCES = [
+    *_recurrent_cases(),
+    SequenceCase(
+        "MultiheadAttention-batch_first",
+        lambda rng: nnkit.MultiheadAttention(_E, _HEADS, batch_first=True, rng=rng),
+        make_inputs=_attention_inputs(True),
+    ),
+    SequenceCase(
+        "MultiheadAttention-time_major-kdim-vdim",
+        lambda rng: Harnessed(
+            nnkit.MultiheadAttention(_E, _HEADS, kdim=3, vdim=5, rng=rng), moves=(None, (0, 1))
+        ),
+        make_inputs=_attention_inputs(False, 3, 5),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "MultiheadAttention-masks-per_head",
+        lambda rng: nnkit.MultiheadAttention(_E, _HEADS, batch_first=True, rng=rng),
+        make_inputs=_masked_inputs,
+        options={"batch_axis": [0, 0, 0, 0, None, None, None]},
+    ),
+    SequenceCase(
+        "MultiheadAttention-self-causal-fully_masked_row",
+        lambda rng: Harnessed(nnkit.MultiheadAttention(_E, _HEADS, rng=rng), self_attention=True),
+        make_inputs=_causal_inputs,
+        options={"batch_axis": [1, 0, None, None]},
+    ),
+    SequenceCase(
+        "MultiheadAttention-dropout-nobias",
+        lambda rng: nnkit.MultiheadAttention(
+            _E, _HEADS, dropout=0.3, bias=False, batch_first=True, rng=rng
+        ),
+        make_inputs=_attention_inputs(True),
+    ),
+    SequenceCase(
+        "TransformerEncoderLayer-time_major",
+        lambda rng: nnkit.TransformerEncoderLayer(_E, _HEADS, 6, dropout=0.0, rng=rng),
+        in_shape=(_S, _N, _E),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "TransformerEncoderLayer-batch_first-norm_first-gelu-dropout",
+        lambda rng: nnkit.TransformerEncoderLayer(
+            _E,
+            _HEADS,
+            6,
+            dropout=0.2,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+            rng=rng,
+        ),
+        in_shape=(_N, _S, _E),
+    ),
+    SequenceCase(
+        "TransformerEncoderLayer-causal-padding-nobias",
+        lambda rng: nnkit.TransformerEncoderLayer(_E, _HEADS, 6, dropout=0.0, bias=False, rng=rng),
+        make_inputs=lambda rng: (
+            rng.normal(size=(_S, _N, _E)),
+            nnkit.causal_mask(_S),
+            _padding(_N, _S),
+        ),
+        options={"batch_axis": [1, None, 0]},
+    ),
+    SequenceCase(
+        "TransformerEncoder-2-norm-float_mask",
+        lambda rng: nnkit.TransformerEncoder(
+            nnkit.TransformerEncoderLayer(_E, _HEADS, 6, dropout=0.0, batch_first=True, rng=rng),
+            2,
+            norm=nnkit.LayerNorm(_E),
+        ),
+        make_inputs=lambda rng: (rng.normal(size=(_N, _S, _E)), rng.normal(size=(_S, _S))),
+        options={"batch_axis": [0, None]},
+    ),
+    SequenceCase(
+        "Sequential-PositionalEmbedding-causal-TransformerEncoder",
+        lambda rng: nnkit.Sequential(
+            nnkit.PositionalEmbedding(_S, _E, batch_first=True, rng=rng),
+            nnkit.TransformerEncoder(
+                nnkit.TransformerEncoderLayer(
+                    _E, _HEADS, 6, dropout=0.0, batch_first=True, norm_first=True, rng=rng
+                ),
+                1,
+                causal=True,
+            ),
+        ),
+        in_shape=(_N, _S, _E),
+    ),
+    SequenceCase(
+        "SequenceOutput",
+        lambda rng: nnkit.SequenceOutput(),
+        in_shape=(_T, _N, _H),
+        more_inputs=((1, _N, _H),),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "LastTimeStep-batch_first",
+        lambda rng: nnkit.LastTimeStep(batch_first=True),
+        in_shape=(_N, _T, _H),
+        more_inputs=((1, _N, _H),),
+        options={"batch_axis": [0, 1]},
+    ),
+    SequenceCase(
+        "LastTimeStep-time_major",  # the output's batch axis (0) is not the input's (1)
+        lambda rng: nnkit.LastTimeStep(),
+        in_shape=(_T, _N, _H),
+        batch_independent=False,
+        options={"empty_batch": False},
+    ),
+    SequenceCase(
+        "Sequential-LSTM-LastTimeStep-Dense",
+        lambda rng: nnkit.Sequential(
+            nnkit.LSTM(_I, _H, batch_first=True, rng=rng),
+            nnkit.LastTimeStep(batch_first=True),
+            nnkit.Dense(_H, 2, rng=rng),
+        ),
+        in_shape=(_N, _T, _I),
+    ),
+    SequenceCase(
+        "FinalState",
+        lambda rng: nnkit.FinalState(),
+        in_shape=(_N, _T, 2 * _H),  # a batch-first bidirectional output
+        more_inputs=((4, _N, _H),),  # h_n of 2 layers, 2 directions
+        options={"batch_axis": [0, 1]},
+    ),
+    SequenceCase(
+        "FinalState-stacked-lstm-state",  # (h_n, c_n) as np.asarray stacks it
+        lambda rng: nnkit.FinalState(),
+        in_shape=(_N, _T, 2 * _H),
+        more_inputs=((2, 2, _N, _H),),
+        options={"batch_axis": [0, 2]},
+    ),
+    SequenceCase(
+        "Sequential-LSTM-bi-FinalState-Dense",
+        lambda rng: nnkit.Sequential(
+            nnkit.LSTM(_I, _H, 2, bidirectional=True, batch_first=True, rng=rng),
+            nnkit.FinalState(),
+            nnkit.Dense(2 * _H, 2, rng=rng),
+        ),
+        in_shape=(_N, _T, _I),
+    ),
+    SequenceCase(
+        "Sequential-GRU-SequenceOutput",
+        lambda rng: nnkit.Sequential(nnkit.GRU(_I, _H, rng=rng), nnkit.SequenceOutput()),
+        in_shape=(_T, _N, _I),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "PositionalEmbedding-time_major",
+        lambda rng: nnkit.PositionalEmbedding(6, _E, rng=rng),
+        in_shape=(_L, _N, _E),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "PositionalEmbedding-batch_first",
+        lambda rng: nnkit.PositionalEmbedding(6, _E, batch_first=True, rng=rng),
+        in_shape=(_N, _L, _E),
+    ),
+    SequenceCase(
+        "SinusoidalPositionalEncoding-time_major",
+        lambda rng: nnkit.SinusoidalPositionalEncoding(5, max_len=8),
+        in_shape=(_L, _N, 5),
+        options={"batch_axis": 1},
+    ),
+    SequenceCase(
+        "SinusoidalPositionalEncoding-batch_first",
+        lambda rng: nnkit.SinusoidalPositionalEncoding(_E, batch_first=True),
+        in_shape=(_N, _L, _E),
+    ),
+]

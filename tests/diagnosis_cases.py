@@ -397,6 +397,69 @@ def _regression() -> Setup:
     return model, nnkit.MSELoss(), X, y, Adam(model.parameters(), lr=1e-2)
 
 
+def _digits_cnn() -> Setup:
+    import pytest
+
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = (digits.images / 16.0).astype(np.float32)[:, None]
+    r = rng(11)
+    model = nnkit.Sequential(
+        nnkit.Conv2d(1, 16, 3, padding=1, rng=r), nnkit.BatchNorm2d(16), nnkit.ReLU(),
+        nnkit.MaxPool2d(2),
+        nnkit.Conv2d(16, 32, 3, padding=1, rng=r), nnkit.BatchNorm2d(32), nnkit.ReLU(),
+        nnkit.MaxPool2d(2), nnkit.Flatten(), nnkit.Dropout(0.25, rng=r),
+        nnkit.Dense(128, 10, rng=r),
+    )  # fmt: skip
+    opt = Adam(model.parameters(), lr=3e-3)
+    return model, nnkit.CrossEntropyLoss(), X, digits.target, opt
+
+
+def _batchnorm_dropout_mlp() -> Setup:
+    r = rng(12)
+    model = nnkit.Sequential(
+        nnkit.Dense(2, 64, rng=r), nnkit.BatchNorm1d(64), nnkit.ReLU(), nnkit.Dropout(0.2, rng=r),
+        nnkit.Dense(64, 64, rng=r), nnkit.BatchNorm1d(64), nnkit.ReLU(),
+        nnkit.Dense(64, 3, rng=r),
+    )  # fmt: skip
+    return classify(model, *spirals_data())
+
+
+def _order_task(n: int = 256, length: int = 12) -> tuple[Array, Array]:
+    """Sequences of noise with one +1 and one -1 spike: the class is which comes first."""
+    g = rng(13)
+    X = g.normal(0, 0.1, size=(n, length, 1)).astype(np.float32)
+    y = g.integers(0, 2, size=n)
+    for i in range(n):
+        a, b = sorted(g.choice(length, 2, replace=False))
+        X[i, a, 0], X[i, b, 0] = (1.0, -1.0) if y[i] else (-1.0, 1.0)
+    return X, y
+
+
+def _lstm() -> Setup:
+    r = rng(14)
+    model = nnkit.Sequential(
+        nnkit.LSTM(1, 16, batch_first=True, rng=r), nnkit.LastTimeStep(batch_first=True),
+        nnkit.Dense(16, 2, rng=r),
+    )  # fmt: skip
+    return classify(model, *_order_task())
+
+
+def _transformer() -> Setup:
+    r = rng(15)
+    model = nnkit.Sequential(
+        nnkit.Dense(1, 16, rng=r),
+        nnkit.SinusoidalPositionalEncoding(16, max_len=32),
+        nnkit.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.1, batch_first=True,
+                                      rng=r),
+        nnkit.LastTimeStep(batch_first=True),
+        nnkit.Dense(16, 2, rng=r),
+    )  # fmt: skip
+    return classify(model, *_order_task(), Adam(model.parameters(), lr=3e-3))
+
+
 HEALTHY: list[tuple[str, Callable[[], Setup]]] = [
     ("the XOR recipe", _xor_recipe),
     ("spirals MLP with Adam", _spirals),
@@ -407,4 +470,8 @@ HEALTHY: list[tuple[str, Callable[[], Setup]]] = [
     ("two-branch Graph", _two_branch_graph),
     ("a net with running statistics and noise", _stateful_net),
     ("a regression with MSELoss", _regression),
+    ("the digits CNN", _digits_cnn),
+    ("an MLP with BatchNorm and Dropout", _batchnorm_dropout_mlp),
+    ("an LSTM classifier", _lstm),
+    ("a Transformer encoder classifier", _transformer),
 ]

@@ -62,10 +62,10 @@ class Tracer:
         forward, backward, accumulate = module.forward, module.backward, module.accumulate_grad
         stack = self.stack
 
-        def traced_forward(*inputs: Any) -> Any:
+        def traced_forward(*inputs: Any, **options: Any) -> Any:
             stack.append(name)
             try:
-                output = forward(*inputs)
+                output = forward(*inputs, **options)
             except Exception:
                 self._mark(name, "forward")
                 raise
