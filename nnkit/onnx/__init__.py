@@ -12,27 +12,36 @@ and writing a converter for a layer of your own.
 - :class:`ExportError`: a module that cannot be exported, named by path and class.
 """
 
-from nnkit.onnx import _containers, _converters  # noqa: F401 - they register the built-ins
+from nnkit.onnx import _containers, _converters, _sequences  # noqa: F401 - the built-ins
 from nnkit.onnx._context import (
     ConverterResult,
     ExportContext,
     ExportError,
+    Opaque,
     TensorSpec,
     Value,
+    ValueTree,
     register_converter,
 )
-from nnkit.onnx._converters import reduce, reshape_to
-from nnkit.onnx._export import MIN_OPSET, TRACE_BATCHES, export
+from nnkit.onnx._converters import gelu, layer_norm, reduce, reshape_to
+from nnkit.onnx._export import MIN_OPSET, TRACE_BATCHES, TRACE_LENGTHS, export
+from nnkit.onnx._sequences import attention
 
 __all__ = [
     "MIN_OPSET",
     "TRACE_BATCHES",
+    "TRACE_LENGTHS",
     "ConverterResult",
     "ExportContext",
     "ExportError",
+    "Opaque",
     "TensorSpec",
     "Value",
+    "ValueTree",
+    "attention",
     "export",
+    "gelu",
+    "layer_norm",
     "reduce",
     "register_converter",
     "reshape_to",

@@ -12,15 +12,15 @@ from typing import Any
 from nnkit.containers import Concat, Parallel, Residual, Sequential
 from nnkit.graph import Graph
 from nnkit.module import Module
-from nnkit.onnx._context import ExportContext, ExportError, Value, register_converter
+from nnkit.onnx._context import ExportContext, ExportError, Value, ValueTree, register_converter
 
 __all__: list[str] = []
 
-Inputs = tuple[Value, ...]
+Inputs = tuple[ValueTree, ...]
 
 
 @register_converter(Sequential)
-def _sequential(ctx: ExportContext, module: Sequential, inputs: Inputs) -> tuple[Value, ...]:
+def _sequential(ctx: ExportContext, module: Sequential, inputs: Inputs) -> Inputs:
     """Each child on the previous one's outputs (a tuple passed on as separate inputs)."""
     values = inputs
     for layer in module:
@@ -28,17 +28,23 @@ def _sequential(ctx: ExportContext, module: Sequential, inputs: Inputs) -> tuple
     return values
 
 
-def _one(ctx: ExportContext, child: Module, x: Value) -> Value:
+def _array(value: ValueTree, what: str) -> Value:
+    if not isinstance(value, Value):
+        raise ExportError(f"{what} is not one array")
+    return value
+
+
+def _one(ctx: ExportContext, child: Module, x: ValueTree) -> Value:
     outputs = ctx.convert(child, [x])
     if len(outputs) != 1:
         raise ExportError(f"{ctx.describe(child)} returns {len(outputs)} outputs, not one")
-    return outputs[0]
+    return _array(outputs[0], f"the output of {ctx.describe(child)}")
 
 
 @register_converter(Residual)
 def _residual(ctx: ExportContext, module: Residual, inputs: Inputs) -> str:
     """``body(x) + shortcut(x)``, the shortcut the identity by default."""
-    (x,) = inputs
+    x = _array(inputs[0], "its input")
     y = _one(ctx, module.body, x)
     skip = x if module.shortcut is None else _one(ctx, module.shortcut, x)
     dtype = ctx.output_spec(module).dtype
@@ -55,7 +61,7 @@ def _concat(ctx: ExportContext, module: Concat, inputs: Inputs) -> str:
 
 
 @register_converter(Parallel)
-def _parallel(ctx: ExportContext, module: Parallel, inputs: Inputs) -> tuple[Value, ...]:
+def _parallel(ctx: ExportContext, module: Parallel, inputs: Inputs) -> Inputs:
     """Branch i on input i."""
     if len(inputs) != len(module.branches):
         raise ExportError(f"{len(module.branches)} branches but {len(inputs)} inputs")
@@ -68,14 +74,14 @@ def _ref(source: str) -> tuple[str, int | None]:
 
 
 @register_converter(Graph)
-def _graph(ctx: ExportContext, module: Graph, inputs: Inputs) -> tuple[Value, ...]:
+def _graph(ctx: ExportContext, module: Graph, inputs: Inputs) -> Inputs:
     """The nodes in a topological order, each on the values of its sources."""
     config: dict[str, Any] = module.get_config()
-    values: dict[str, tuple[Value, ...]] = {
+    values: dict[str, Inputs] = {
         name: (value,) for name, value in zip(module.inputs, inputs, strict=True)
     }
 
-    def get(source: str) -> Value:
+    def get(source: str) -> ValueTree:
         name, index = _ref(source)
         outputs = values[name]
         if index is None:

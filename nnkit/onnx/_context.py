@@ -7,15 +7,18 @@ A converter turns one module into ONNX nodes::
         return ctx.op("MatMul", inputs[0], weight)
 
 It receives the module, the ONNX values of its inputs (a name, and the shape and dtype that
-nnkit's own forward saw, with ``None`` for the batch axis), adds nodes and constants through
-``ctx``, and returns the names (or values) of its outputs, one per output of the module's
-``forward``. A container's converter calls :meth:`ExportContext.convert` on its children.
+nnkit's own forward saw, with ``None`` for the axes that follow the batch size or the
+sequence length), adds nodes and constants through ``ctx``, and returns the names (or
+values) of its outputs, one per output of the module's ``forward``, nested as ``forward``
+nests them (an LSTM returns ``(output, (h_n, c_n))``; ``None`` where ``forward`` returns
+None). A container's converter calls :meth:`ExportContext.convert` on its children.
 Nothing here imports onnx: the context records plain nodes, and ``export`` builds the
 protobuf from them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar, overload
@@ -31,6 +34,7 @@ __all__ = [
     "ExportError",
     "TensorSpec",
     "Value",
+    "ValueTree",
     "find_converter",
     "register_converter",
 ]
@@ -47,11 +51,13 @@ class ExportError(Exception):
         self.where = where  # the module's dotted path, once known
 
 
-class TensorSpec(NamedTuple):
+@dataclass(frozen=True)
+class TensorSpec:
     """The shape and dtype of an array that nnkit's forward produced during the export's trace.
 
-    ``shape`` has ``None`` for each axis whose size followed the batch size (the batch axis,
-    or a merged axis such as ``N * T``): the exported graph must not fix it.
+    ``shape`` has ``None`` for each axis whose size followed the batch size or the sequence
+    length (the batch axis, a time axis, or a merged axis such as ``N * T``): the exported
+    graph must not fix it.
     """
 
     shape: tuple[int | None, ...]
@@ -72,10 +78,23 @@ class Value:
         return len(self.shape)
 
 
-ConverterResult = str | Value | Sequence[str | Value]
-"""What a converter returns: the output's name or value, or one per output of ``forward``."""
+ValueTree = Value | None | tuple["ValueTree", ...]
+"""A value, None, or a tuple of them: what one argument or output of a forward is."""
 
-Converter = Callable[["ExportContext", Any, tuple[Value, ...]], ConverterResult]
+ConverterResult = str | Value | None | Sequence[Any]
+"""What a converter returns: the output's name or value, or one per output of ``forward``
+(a name, a value, None, or a tuple of them where ``forward`` returns a nested tuple)."""
+
+Converter = Callable[["ExportContext", Any, tuple[Any, ...]], ConverterResult]
+
+SpecTree = TensorSpec | None | tuple["SpecTree", ...]
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A traced argument that is neither an array nor None nor a tuple (an option flag)."""
+
+    value: Any
 
 _REGISTRY: dict[type, Converter] = {}
 
@@ -84,19 +103,19 @@ _REGISTRY: dict[type, Converter] = {}
 def register_converter(
     cls: type[M], fn: None = None, *, replace: bool = False
 ) -> Callable[
-    [Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult]],
-    Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult],
+    [Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult]],
+    Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult],
 ]: ...
 @overload
 def register_converter(
     cls: type[M],
-    fn: Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult],
+    fn: Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult],
     *,
     replace: bool = False,
-) -> Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult]: ...
+) -> Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult]: ...
 def register_converter(
     cls: type[M],
-    fn: Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult] | None = None,
+    fn: Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult] | None = None,
     *,
     replace: bool = False,
 ) -> Any:
@@ -120,8 +139,8 @@ def register_converter(
         raise TypeError(f"register_converter takes a Module subclass, got {cls!r}")
 
     def register(
-        function: Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult],
-    ) -> Callable[[ExportContext, M, tuple[Value, ...]], ConverterResult]:
+        function: Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult],
+    ) -> Callable[[ExportContext, M, tuple[Any, ...]], ConverterResult]:
         if not callable(function):
             raise TypeError(
                 f"register_converter({cls.__name__}, fn): fn must be callable "
@@ -159,10 +178,12 @@ def find_converter(cls: type) -> tuple[Converter | None, str]:
 
 
 class _Call(NamedTuple):
-    """What the trace saw of one module: its inputs' and outputs' specs (None: not an array)."""
+    """What the trace saw of one module: its arguments' (positional, then by keyword) and
+    outputs' specs."""
 
-    inputs: tuple[TensorSpec | None, ...]
-    outputs: tuple[TensorSpec | None, ...]
+    inputs: tuple[SpecTree | Opaque, ...]
+    outputs: tuple[SpecTree | Opaque, ...]
+    keywords: dict[str, SpecTree | Opaque]
 
 
 class _Node(NamedTuple):
@@ -270,14 +291,19 @@ class ExportContext:
         return name
 
     # -- what the trace saw ------------------------------------------------------------------
-    def input_specs(self, module: Module) -> tuple[TensorSpec | None, ...]:
-        """The shapes and dtypes of the inputs nnkit's forward of ``module`` received."""
+    def input_specs(self, module: Module) -> tuple[SpecTree | Opaque, ...]:
+        """The shapes and dtypes of the arguments nnkit's forward of ``module`` received
+        (nested as they were; an :class:`Opaque` for an option such as a flag)."""
         return self._call(module).inputs
+
+    def keyword_specs(self, module: Module) -> dict[str, SpecTree | Opaque]:
+        """The arguments nnkit's forward of ``module`` received by keyword, as traced."""
+        return self._call(module).keywords
 
     def output_spec(self, module: Module, index: int = 0) -> TensorSpec:
         """The shape and dtype of output ``index`` of ``module``'s forward, as traced."""
         spec = self._call(module).outputs[index]
-        if spec is None:
+        if not isinstance(spec, TensorSpec):
             raise ExportError(
                 f"output {index} of its forward is not an array, so it has no ONNX tensor"
             )
@@ -302,9 +328,10 @@ class ExportContext:
             return f"a module outside the model ({name})"
         return f"the model ({name})" if path == "" else f'"{path}" ({name})'
 
-    def convert(self, module: Module, inputs: Sequence[Value]) -> tuple[Value, ...]:
+    def convert(self, module: Module, inputs: Sequence[ValueTree]) -> tuple[ValueTree, ...]:
         """Convert ``module`` (a child of the model) applied to ``inputs``; returns one value
-        per output of its forward, with the shapes and dtypes its forward produced.
+        per output of its forward (nested as its forward nests them), with the shapes and
+        dtypes its forward produced.
 
         Raises:
             ExportError: the module has no converter, or its converter cannot export it; the
@@ -324,18 +351,17 @@ class ExportContext:
         self._stack.append(self._paths[id(module)])
         try:
             result = converter(self, module, tuple(inputs))
-            names = _names(result)
-            if len(names) != len(call.outputs):
+            items = (
+                (result,) if isinstance(result, (str, Value)) or result is None
+                else tuple(result)
+            )
+            if len(items) != len(call.outputs):
                 raise ExportError(
-                    f"its converter returned {len(names)} output(s), but its forward returned "
+                    f"its converter returned {len(items)} output(s), but its forward returned "
                     f"{len(call.outputs)}"
                 )
-            values = []
-            for index, (name, spec) in enumerate(zip(names, call.outputs, strict=True)):
-                if spec is None:
-                    raise ExportError(f"output {index} of its forward is not an array")
-                values.append(Value(name, spec.shape, spec.dtype))
-            return tuple(values)
+            return tuple(_values(item, spec, str(i)) for i, (item, spec) in
+                         enumerate(zip(items, call.outputs, strict=True)))
         except ExportError as exc:
             if exc.where is not None:
                 raise
@@ -347,6 +373,20 @@ class ExportContext:
                 add_note(exc, f"raised while exporting {self.describe(module)} to ONNX")
                 exc._nnkit_export_noted = True  # type: ignore[attr-defined]
             raise
+        finally:
+            self._stack.pop()
+
+    @contextlib.contextmanager
+    def scope(self, module: Module) -> Iterator[None]:
+        """Name the constants and nodes added inside the ``with`` block after ``module`` (a
+        part of the model), as if its own converter added them: a converter of a composite
+        module uses it for the parts it converts itself, so their weights keep their
+        state-dict names (``"layers.0.linear1.weight"``)."""
+        if id(module) not in self._paths:
+            raise ExportError(f"{self.describe(module)} is not part of the exported model")
+        self._stack.append(self._paths[id(module)])
+        try:
+            yield
         finally:
             self._stack.pop()
 
@@ -373,18 +413,35 @@ class ExportContext:
             node.outputs[:] = [new if n == old else n for n in node.outputs]
 
 
-def _names(result: ConverterResult) -> list[str]:
-    """A converter's result as a list of tensor names."""
-    items: Sequence[str | Value]
-    items = [result] if isinstance(result, (str, Value)) else list(result)
-    names = []
-    for item in items:
+def _values(item: Any, spec: SpecTree | Opaque, where: str) -> ValueTree:
+    """A converter's output ``item`` (a name, a value, None or a tuple of them) matched with
+    the traced output ``spec``: the value tree, or ExportError where they differ."""
+    if isinstance(spec, TensorSpec):
         if isinstance(item, Value):
-            names.append(item.name)
-        elif isinstance(item, str) and item:
-            names.append(item)
-        else:
+            return Value(item.name, spec.shape, spec.dtype)
+        if isinstance(item, str) and item:
+            return Value(item, spec.shape, spec.dtype)
+        raise ExportError(
+            f"its converter returned {item!r} for output {where}, where forward returned an "
+            "array: return the tensor's name or Value"
+        )
+    if spec is None:
+        if item is not None:
             raise ExportError(
-                f"its converter must return tensor names or Values, got {item!r} in {result!r}"
+                f"its converter returned {item!r} for output {where}, where forward returned "
+                "None"
             )
-    return names
+        return None
+    if isinstance(spec, tuple):
+        if not isinstance(item, (tuple, list)) or len(item) != len(spec):
+            raise ExportError(
+                f"its converter returned {item!r} for output {where}, where forward returned a "
+                f"tuple of {len(spec)}"
+            )
+        return tuple(
+            _values(i, s, f"{where}.{k}") for k, (i, s) in enumerate(zip(item, spec, strict=True))
+        )
+    raise ExportError(
+        f"output {where} of its forward is a {type(spec.value).__name__}, not an array, so "
+        "it has no ONNX tensor"
+    )

@@ -39,18 +39,25 @@ from nnkit.layers.reshape import Flatten, Reshape, Unflatten
 from nnkit.module import Module
 from nnkit.onnx._context import ExportContext, ExportError, Value, register_converter
 
-__all__ = ["reduce", "reshape_to"]
+__all__ = ["gelu", "layer_norm", "reduce", "reshape_to"]
 
 Inputs = tuple[Value, ...]
 
 
 # -- helpers shared by the converters ---------------------------------------------------------
-def reduce(ctx: ExportContext, op_type: str, x: Value | str, axes: Sequence[int]) -> str:
-    """``op_type`` (ReduceMean, ReduceSum...) over ``axes``, keeping them: axes are an
-    attribute before opset 18 and an input from 18 on."""
+def reduce(
+    ctx: ExportContext,
+    op_type: str,
+    x: Value | str,
+    axes: Sequence[int],
+    keepdims: bool = True,
+) -> str:
+    """``op_type`` (ReduceMean, ReduceMax...) over ``axes``: axes are an attribute before
+    opset 18 and an input from 18 on."""
+    keep = int(keepdims)
     if ctx.opset >= 18:
-        return ctx.op(op_type, x, ctx.int64s(axes, "axes"), keepdims=1)
-    return ctx.op(op_type, x, axes=[int(a) for a in axes], keepdims=1)
+        return ctx.op(op_type, x, ctx.int64s(axes, "axes"), keepdims=keep)
+    return ctx.op(op_type, x, axes=[int(a) for a in axes], keepdims=keep)
 
 
 def reshape_to(ctx: ExportContext, x: Value, shape: Sequence[int | None]) -> str:
@@ -146,19 +153,21 @@ def _elu(ctx: ExportContext, module: ELU, inputs: Inputs) -> str:
     return ctx.op("Elu", _float_input(ctx, module, inputs), alpha=module.alpha)
 
 
-@register_converter(GELU)
-def _gelu(ctx: ExportContext, module: GELU, inputs: Inputs) -> str:
-    """The tanh form: the Gelu op (approximate="tanh") from opset 20, else its formula
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
-    x = _float_input(ctx, module, inputs)
+def gelu(ctx: ExportContext, x: Value | str, dtype: np.dtype[Any]) -> str:
+    """nnkit's GELU, the tanh form: the Gelu op (approximate="tanh") from opset 20, else its
+    formula ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, as nnkit computes it."""
     if ctx.opset >= 20:
         return ctx.op("Gelu", x, approximate="tanh")
-    dtype = ctx.output_spec(module).dtype
     cube = ctx.op("Mul", x, ctx.op("Mul", x, x))
     inner = ctx.op("Add", x, ctx.op("Mul", ctx.scalar(0.044715, dtype, "k"), cube))
     t = ctx.op("Tanh", ctx.op("Mul", ctx.scalar(math.sqrt(2 / math.pi), dtype, "c"), inner))
     half_x = ctx.op("Mul", ctx.scalar(0.5, dtype, "half"), x)
     return ctx.op("Mul", half_x, ctx.op("Add", ctx.scalar(1.0, dtype, "one"), t))
+
+
+@register_converter(GELU)
+def _gelu(ctx: ExportContext, module: GELU, inputs: Inputs) -> str:
+    return gelu(ctx, _float_input(ctx, module, inputs), ctx.output_spec(module).dtype)
 
 
 @register_converter(SiLU)
@@ -319,12 +328,12 @@ register_converter(BatchNorm1d, _batch_norm)
 register_converter(BatchNorm2d, _batch_norm)
 
 
-@register_converter(LayerNorm)
-def _layer_norm(ctx: ExportContext, module: LayerNorm, inputs: Inputs) -> str:
-    """LayerNormalization over the trailing ``normalized_shape`` axes, its statistics
-    computed in the input's dtype."""
-    xs = _float_input(ctx, module, inputs)
-    dtype = ctx.output_spec(module).dtype
+def layer_norm(
+    ctx: ExportContext, module: LayerNorm, x: Value | str, dtype: np.dtype[Any]
+) -> str:
+    """LayerNormalization over ``module``'s trailing ``normalized_shape`` axes, its statistics
+    computed in ``dtype`` (the input's). Call it inside ``ctx.scope(module)`` from a
+    composite converter, so the weights keep their names."""
     from onnx import helper
 
     scale = (
@@ -333,13 +342,19 @@ def _layer_norm(ctx: ExportContext, module: LayerNorm, inputs: Inputs) -> str:
     bias = None if module.bias is None else ctx.constant(module.bias.data, "bias")
     return ctx.op(
         "LayerNormalization",
-        xs,
+        x,
         ctx.constant(scale, "weight"),
         bias,
         axis=-len(module.normalized_shape),
         epsilon=module.eps,
         stash_type=int(helper.np_dtype_to_tensor_dtype(dtype)),
     )
+
+
+@register_converter(LayerNorm)
+def _layer_norm(ctx: ExportContext, module: LayerNorm, inputs: Inputs) -> str:
+    dtype = ctx.output_spec(module).dtype
+    return layer_norm(ctx, module, _float_input(ctx, module, inputs), dtype)
 
 
 @register_converter(GroupNorm)

@@ -7,7 +7,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from numbers import Integral
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -15,62 +15,102 @@ from numpy.typing import DTypeLike
 from nnkit._version import __version__
 from nnkit.graph import Graph
 from nnkit.module import Array, Module, add_note
-from nnkit.onnx._context import ExportContext, ExportError, TensorSpec, Value, _Call
+from nnkit.onnx._context import (
+    ExportContext,
+    ExportError,
+    Opaque,
+    SpecTree,
+    TensorSpec,
+    Value,
+    ValueTree,
+    _Call,
+)
 from nnkit.serialization.archive import PathLike, atomic_write
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["export"]
+__all__ = ["MIN_OPSET", "TRACE_BATCHES", "TRACE_LENGTHS", "export"]
 
 MIN_OPSET = 17
 """The oldest opset written: the first with ``LayerNormalization``."""
 
 TRACE_BATCHES = (2, 3)
 """The batch sizes of the two traced forward passes. Axes whose size differs between them
-follow the batch size, and the graph keeps them free. ``dynamic_batch=False`` fixes the batch
-at 1 and traces batches of 1 and 2 instead."""
+follow the batch size, and the graph keeps them free. ``dynamic_batch=False`` traces both
+passes at batch 1 instead, and the graph is fixed to it."""
 
-_FIXED_TRACE_BATCHES = (1, 2)
+TRACE_LENGTHS = (4, 2)
+"""The sizes of the axes given as None in ``input_shape`` (a variable sequence length) in the
+two traced passes; chosen so that neither they nor their products and sums with the batch
+sizes coincide between the passes."""
 
 _PROTOBUF_LIMIT = 2**31 - 1  # bytes: protobuf cannot serialise a larger message
+
+Shape = tuple[int | None, ...]
+
+
+class _Input(NamedTuple):
+    """One graph input: its name, one sample's shape (None: the sequence length), the axis
+    the batch is inserted at (None: no batch axis) and its dtype."""
+
+    name: str
+    sample: Shape
+    batch_axis: int | None
+    dtype: np.dtype[Any]
+
+    def shape(self, batch: int | None, length: int | None) -> Shape:
+        dims = tuple(length if d is None else d for d in self.sample)
+        if self.batch_axis is None:
+            return dims
+        return (*dims[: self.batch_axis], batch, *dims[self.batch_axis :])
 
 
 def export(
     model: Module,
     path: PathLike,
-    input_shape: int | Sequence[int] | Sequence[Sequence[int]],
+    input_shape: int | Sequence[int | None] | Sequence[Sequence[int | None]],
     *,
     opset: int = MIN_OPSET,
     dynamic_batch: bool = True,
+    batch_axis: int | Sequence[int | None] | None = 0,
     input_dtype: DTypeLike | Sequence[DTypeLike | None] | None = None,
 ) -> onnx.ModelProto:
     """Write ``model`` in eval mode as an ONNX file; returns the ``onnx.ModelProto`` written.
 
     The model is copied, set to eval mode and traced: two forward passes of the copy on
-    batches of random inputs (of :data:`TRACE_BATCHES` samples) give every module's input and
-    output shapes; then each module's converter adds its nodes, in the order nnkit runs them.
-    Dropout is left out, BatchNorm uses its running statistics: the graph computes what
+    random inputs (of :data:`TRACE_BATCHES` samples) give every module's input and output
+    shapes; then each module's converter adds its nodes, in the order nnkit runs them.
+    Dropout is left out and BatchNorm uses its running statistics: the graph computes what
     ``model.eval()(x)`` computes. The model itself (weights, mode, caches) is not changed.
     The graph passes ``onnx.checker.check_model(full_check=True)`` before it is written, and
     the file is written atomically.
 
     Inputs are named ``"input"`` (``"input_0"``, ``"input_1"``... for several) and outputs
-    ``"output"`` (``"output_0"``...); a :class:`~nnkit.Graph` keeps its own input and output
-    names. Weights keep their state-dict names where they are stored unchanged.
+    ``"output"`` (``"output_0"``...); a :class:`~nnkit.Graph` keeps its own names. Nested
+    outputs (an LSTM's ``(output, (h_n, c_n))``) become one graph output each, in order, and
+    None outputs are left out. Weights keep their state-dict names where they are stored as
+    they are.
 
     Args:
         model: the model. Every module in it needs a converter: the built-ins have one, and
             :func:`register_converter` adds one for a layer of your own.
         path: the file to write (``.onnx`` by convention).
         input_shape: the shape of one sample, without the batch axis (``(3, 32, 32)``, or
-            ``16``), or a list of them for a model with several inputs.
+            ``16``), or a list of them for a model with several inputs. ``None`` marks a
+            variable sequence length (``(None, 8)``: sequences of 8 features, of any
+            length): every None axis has that one length, the graph's dimension
+            ``"length"``.
         opset: the ONNX opset version, from 17 to the newest the installed onnx knows.
         dynamic_batch: leave the batch axis free (the dimension ``"batch"``), so the file
             runs on any batch size; False fixes it at 1.
+        batch_axis: where the batch axis goes in each input: 0 (the default), 1 for a
+            time-major sequence (T, N, F), None for an input without one (an attention
+            mask (L, S)); one value for every input, or a list.
         input_dtype: the dtype of the input (or of each input, in a list): None for the
-            model's floating dtype (float32, or that of its parameters), or an integer dtype
-            such as ``"int64"`` for token ids that go into an ``Embedding``.
+            model's floating dtype (float32, or that of its parameters); an integer dtype
+            such as ``"int64"`` for token ids that go into an ``Embedding``; ``"bool"`` for
+            a mask.
 
     Returns:
         The ONNX model, as written.
@@ -80,7 +120,7 @@ def export(
         ExportError: a module cannot be exported (the message names it and its class), or
             the model exceeds protobuf's 2 GB limit.
         TypeError, ValueError: bad arguments; an error of the model's own forward on the
-            example batch is raised as it is, with a note.
+            traced inputs is raised as it is, with a note.
     """
     onnx_ = _import_onnx()
     if not isinstance(model, Module):
@@ -96,22 +136,27 @@ def export(
     if not isinstance(dynamic_batch, (bool, np.bool_)):
         raise TypeError(f"dynamic_batch must be True or False, got {dynamic_batch!r}")
     shapes = _input_shapes(input_shape)
+    axes = _batch_axes(batch_axis, shapes)
     dtypes = _input_dtypes(model, input_dtype, len(shapes))
     traced = copy.deepcopy(model).eval()
-    batches = TRACE_BATCHES if dynamic_batch else _FIXED_TRACE_BATCHES
-    calls, root_shapes = _trace(traced, shapes, dtypes, batches)
-    input_names, output_names = _io_names(traced, len(shapes), len(root_shapes[0]))
+    names = _input_names(traced, len(shapes))
+    inputs = [_Input(*spec) for spec in zip(names, shapes, axes, dtypes, strict=True)]
+    batches = TRACE_BATCHES if dynamic_batch else (1, 1)
+    calls, root_shapes = _trace(traced, inputs, batches)
+    output_names = _output_names(traced, len(root_shapes[0]))
 
-    ctx = ExportContext(traced, int(opset), calls, [*input_names, *output_names])
-    inputs = [
-        Value(name, (None, *shape), dtype)
-        for name, shape, dtype in zip(input_names, shapes, dtypes, strict=True)
+    ctx = ExportContext(traced, int(opset), calls, [*names, *output_names])
+    values = [
+        Value(i.name, i.shape(None if dynamic_batch else 1, None), i.dtype) for i in inputs
     ]
-    outputs = ctx.convert(traced, inputs)
-    _name_outputs(ctx, outputs, output_names, set(input_names))
+    outputs = [leaf for leaf in _leaves(ctx.convert(traced, values)) if leaf is not None]
+    _name_outputs(ctx, outputs, output_names, set(names))
 
     helper = onnx_.helper
-    batch = "batch" if dynamic_batch else batches[0]
+
+    def declared(sizes: Sequence[tuple[int, ...]]) -> list[int | str | None]:
+        return _declared_shape(sizes, batches if dynamic_batch else None)
+
     graph = helper.make_graph(
         [
             helper.make_node(
@@ -127,22 +172,24 @@ def export(
         type(model).__name__,
         [
             helper.make_tensor_value_info(
-                name, helper.np_dtype_to_tensor_dtype(dtype), [batch, *shape]
+                i.name,
+                helper.np_dtype_to_tensor_dtype(i.dtype),
+                declared([i.shape(b, n) for b, n in zip(batches, TRACE_LENGTHS, strict=True)]),
             )
-            for name, shape, dtype in zip(input_names, shapes, dtypes, strict=True)
+            for i in inputs
         ],
         [
             helper.make_tensor_value_info(
-                name,
-                helper.np_dtype_to_tensor_dtype(value.dtype),
-                _declared_shape(runs, batches, dynamic_batch),
+                name, helper.np_dtype_to_tensor_dtype(value.dtype), declared(runs)
             )
             for name, value, runs in zip(
                 output_names, outputs, zip(*root_shapes, strict=True), strict=True
             )
         ],
-        [onnx_.numpy_helper.from_array(array, name) for name, array in
-         ctx.initializers().items()],
+        [
+            onnx_.numpy_helper.from_array(array, name)
+            for name, array in ctx.initializers().items()
+        ],
     )
     opsets = [helper.make_opsetid("", int(opset))]
     proto = helper.make_model(
@@ -187,9 +234,15 @@ def _import_onnx() -> Any:
         ) from exc
 
 
-def _input_shapes(input_shape: Any) -> list[tuple[int, ...]]:
+def _is_dim(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    )
+
+
+def _input_shapes(input_shape: Any) -> list[Shape]:
     """One sample's shape per input, checked."""
-    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+    if _is_dim(input_shape):
         return [_shape(input_shape)]
     if isinstance(input_shape, Sequence) and not isinstance(input_shape, (str, bytes)):
         items = list(input_shape)
@@ -200,25 +253,45 @@ def _input_shapes(input_shape: Any) -> list[tuple[int, ...]]:
     return [_shape(input_shape)]
 
 
-def _shape(value: Any) -> tuple[int, ...]:
-    dims = (value,) if isinstance(value, (int, np.integer)) else value
-    if not isinstance(dims, Sequence) or isinstance(dims, (str, bytes)) or any(
-        isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims
+def _shape(value: Any) -> Shape:
+    dims = (value,) if _is_dim(value) else value
+    if (
+        not isinstance(dims, Sequence)
+        or isinstance(dims, (str, bytes))
+        or not all(_is_dim(d) for d in dims)
     ):
         raise TypeError(
-            "input_shape must be one sample's shape (an int or a tuple of ints, without the "
-            f"batch axis) or a list of them, got {value!r}"
+            "input_shape must be one sample's shape (an int or a tuple of ints, None for a "
+            f"variable length, without the batch axis) or a list of them, got {value!r}"
         )
-    if any(d < 1 for d in dims):
+    if any(d is not None and d < 1 for d in dims):
         raise ValueError(
             f"input_shape must hold sizes >= 1 (one sample's shape, without the batch axis), "
             f"got {value!r}"
         )
-    return tuple(int(d) for d in dims)
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+def _batch_axes(given: Any, shapes: list[Shape]) -> list[int | None]:
+    items = list(given) if isinstance(given, (list, tuple)) else [given] * len(shapes)
+    if len(items) != len(shapes):
+        raise ValueError(
+            f"batch_axis lists {len(items)} axes for {len(shapes)} input(s); give one per input"
+        )
+    for axis, shape in zip(items, shapes, strict=True):
+        if axis is not None and (
+            isinstance(axis, bool) or not isinstance(axis, (int, np.integer))
+            or not 0 <= axis <= len(shape)
+        ):
+            raise ValueError(
+                f"batch_axis {axis!r} does not fit an input of sample shape {shape}: it must be "
+                f"an int from 0 to {len(shape)}, or None for an input without a batch axis"
+            )
+    return [None if a is None else int(a) for a in items]
 
 
 def _input_dtypes(model: Module, given: Any, count: int) -> list[np.dtype[Any]]:
-    """The dtype of each input: the model's floating dtype, or an integer dtype given."""
+    """The dtype of each input: the model's floating dtype, or an integer or bool one."""
     first = next(model.parameters(), None)
     own = np.dtype(np.float32) if first is None else first.data.dtype
     if isinstance(given, (list, tuple)):
@@ -238,69 +311,85 @@ def _input_dtypes(model: Module, given: Any, count: int) -> list[np.dtype[Any]]:
                 f"input on entry, but an ONNX graph has one input type; export with {own} "
                 "(the default) and convert the data before running it"
             )
-        if dtype.kind not in "fiu":
-            raise TypeError(
-                f"input_dtype must be a floating or integer dtype, got {dtype}"
-            )
+        if dtype.kind not in "fiub":
+            raise TypeError(f"input_dtype must be a floating, integer or bool dtype, got {dtype}")
         dtypes.append(dtype)
     return dtypes
 
 
-def _example(shape: tuple[int, ...], dtype: np.dtype[Any], rng: np.random.Generator) -> Array:
-    """An example batch: standard normal floats, or zeros for indices (always in range)."""
+def _example(shape: Shape, dtype: np.dtype[Any], rng: np.random.Generator) -> Array:
+    """An example input: standard normal floats, zeros for indices (always in range) and
+    masks (nothing masked)."""
+    sizes = tuple(int(d) for d in shape if d is not None)
     if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    return np.zeros(shape, dtype)
+        return rng.standard_normal(sizes).astype(dtype)
+    return np.zeros(sizes, dtype)
 
 
-def _spec(value: Any) -> TensorSpec | None:
-    return TensorSpec(value.shape, value.dtype) if isinstance(value, np.ndarray) else None
+def _spec(value: Any) -> SpecTree | Opaque:
+    if isinstance(value, np.ndarray):
+        return TensorSpec(value.shape, value.dtype)
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return tuple(_spec_item(v) for v in value)
+    return Opaque(value)
+
+
+def _spec_item(value: Any) -> SpecTree:
+    spec = _spec(value)
+    return None if isinstance(spec, Opaque) else spec
+
+
+def _merge(runs: Sequence[Any]) -> SpecTree | Opaque:
+    """One spec from the same value in each traced run: None for axes whose size changed."""
+    first = runs[0]
+    if isinstance(first, TensorSpec):
+        if not all(isinstance(r, TensorSpec) and len(r.shape) == len(first.shape) for r in runs):
+            return Opaque(None)
+        shape = tuple(
+            sizes[0] if len(set(sizes)) == 1 else None
+            for sizes in zip(*(r.shape for r in runs), strict=True)
+        )
+        return TensorSpec(shape, first.dtype)
+    if isinstance(first, tuple):
+        if not all(isinstance(r, tuple) and len(r) == len(first) for r in runs):
+            return Opaque(None)
+        parts = [_merge([r[i] for r in runs]) for i in range(len(first))]
+        return tuple(None if isinstance(p, Opaque) else p for p in parts)
+    return first  # type: ignore[no-any-return]
 
 
 def _outputs(value: Any) -> tuple[Any, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _merge(runs: Sequence[TensorSpec | None]) -> TensorSpec | None:
-    """One spec from the same array in each traced run: None for axes whose size changed."""
-    first = runs[0]
-    if first is None or any(r is None or len(r.shape) != len(first.shape) for r in runs):
-        return None
-    shape = tuple(
-        sizes[0] if len(set(sizes)) == 1 else None
-        for sizes in zip(*(r.shape for r in runs if r is not None), strict=True)
-    )
-    return TensorSpec(shape, first.dtype)
-
-
 def _trace(
-    model: Module,
-    shapes: list[tuple[int, ...]],
-    dtypes: list[np.dtype[Any]],
-    batches: tuple[int, ...],
+    model: Module, inputs: list[_Input], batches: tuple[int, int]
 ) -> tuple[dict[int, _Call], list[list[tuple[int, ...]]]]:
-    """Run ``model`` (a copy in eval mode) on example batches, recording what every module
-    received and returned; returns the merged specs by module id and the model's output
-    shapes in each run."""
-    runs: list[dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]]] = []
-    current: dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+    """Run ``model`` (a copy in eval mode) on example inputs, recording what every module
+    received and returned; returns the merged specs by module id and the shapes of the
+    model's (flattened) outputs in each run."""
+    current: dict[int, _Call] = {}
     for module in model.modules():
 
         def recorded(*args: Any, _forward: Any = module.forward, _id: int = id(module),
                      **kwargs: Any) -> Any:
             result = _forward(*args, **kwargs)
-            current.setdefault(_id, (args, _outputs(result)))
+            current.setdefault(_id, _Call(
+                tuple(_spec(a) for a in args),
+                tuple(_spec(o) for o in _outputs(result)),
+                {key: _spec(value) for key, value in kwargs.items()},
+            ))
             return result
 
         setattr(module, "forward", recorded)  # noqa: B010 - an instance attribute, on a copy
     rng = np.random.default_rng(0)
+    runs: list[dict[int, _Call]] = []
     root_shapes: list[list[tuple[int, ...]]] = []
-    for batch in batches:
+    for batch, length in zip(batches, TRACE_LENGTHS, strict=True):
         current.clear()
-        examples = [
-            _example((batch, *shape), dtype, rng) for shape, dtype in zip(shapes, dtypes,
-                                                                            strict=True)
-        ]
+        examples = [_example(i.shape(batch, length), i.dtype, rng) for i in inputs]
         try:
             result = model(*examples)
         except Exception as exc:
@@ -309,49 +398,73 @@ def _trace(
                 exc,
                 f"raised by the model's forward while tracing it for ONNX export, on example "
                 f"input of shape and dtype {described} (one sample's shape is input_shape, "
-                "and token ids need input_dtype='int64')",
+                "batch_axis says where the batch goes, and token ids need "
+                "input_dtype='int64')",
             )
             raise
-        outputs = _outputs(result)
-        bad = [type(o).__name__ for o in outputs if not isinstance(o, np.ndarray)]
+        leaves = _leaves(_outputs(result))
+        bad = [type(o).__name__ for o in leaves if o is not None and not isinstance(o,
+                                                                                  np.ndarray)]
         if bad:
             raise ExportError(
                 f"the model ({type(model).__name__}) returned {', '.join(bad)} where an ONNX "
-                "graph needs arrays: a model's outputs must be arrays or a tuple of arrays"
+                "graph needs arrays: a model's outputs must be arrays or tuples of arrays"
             )
-        root_shapes.append([o.shape for o in outputs])
+        root_shapes.append([o.shape for o in leaves if o is not None])
         runs.append(dict(current))
     calls = {}
-    for key, (args, outs) in runs[0].items():
-        others = [run.get(key) for run in runs]
-        if any(other is None or len(other[0]) != len(args) or len(other[1]) != len(outs)
-               for other in others):
-            continue  # ran differently in the runs: its converter will say it did not run
+    for key, first in runs[0].items():
+        seen = [run.get(key) for run in runs]
+        if any(
+            call is None
+            or len(call.inputs) != len(first.inputs)
+            or len(call.outputs) != len(first.outputs)
+            or call.keywords.keys() != first.keywords.keys()
+            for call in seen
+        ):
+            continue  # ran differently in the passes: its converter will say it did not run
         calls[key] = _Call(
-            tuple(_merge([_spec(o[0][i]) for o in others if o]) for i in range(len(args))),
-            tuple(_merge([_spec(o[1][i]) for o in others if o]) for i in range(len(outs))),
+            tuple(_merge([c.inputs[i] for c in seen if c]) for i in range(len(first.inputs))),
+            tuple(_merge([c.outputs[i] for c in seen if c]) for i in range(len(first.outputs))),
+            {k: _merge([c.keywords[k] for c in seen if c]) for k in first.keywords},
         )
     return calls, root_shapes
 
 
-def _io_names(model: Module, inputs: int, outputs: int) -> tuple[list[str], list[str]]:
-    """The graph's input and output names: a Graph's own, else input/output(_i)."""
+def _leaves(tree: Any) -> list[Any]:
+    """The leaves of nested tuples, in order."""
+    if isinstance(tree, tuple):
+        return [leaf for item in tree for leaf in _leaves(item)]
+    return [tree]
+
+
+def _input_names(model: Module, count: int) -> list[str]:
+    """A Graph's own input names, else input (input_0, input_1...)."""
     if isinstance(model, Graph):
-        return list(model.inputs), list(model.outputs)
+        if len(model.inputs) != count:
+            raise ValueError(
+                f"the Graph has {len(model.inputs)} inputs ({', '.join(model.inputs)}), but "
+                f"input_shape gives {count} shape(s)"
+            )
+        return list(model.inputs)
+    return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
 
-    def numbered(base: str, count: int) -> list[str]:
-        return [base] if count == 1 else [f"{base}_{i}" for i in range(count)]
 
-    return numbered("input", inputs), numbered("output", outputs)
+def _output_names(model: Module, count: int) -> list[str]:
+    """A Graph's own output names (when its outputs are arrays), else output (output_i)."""
+    if isinstance(model, Graph) and len(model.outputs) == count:
+        return list(model.outputs)
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
 def _name_outputs(
-    ctx: ExportContext, outputs: Sequence[Value], names: Sequence[str], inputs: set[str]
+    ctx: ExportContext, outputs: Sequence[ValueTree], names: Sequence[str], inputs: set[str]
 ) -> None:
     """Give each output value its graph output name: rename the node output that computes it,
     or add an Identity (for a graph input, a constant, or a tensor that is two outputs)."""
     renamed: dict[str, str] = {}
     for value, name in zip(outputs, names, strict=True):
+        assert isinstance(value, Value)  # the leaves, None dropped
         current = renamed.get(value.name, value.name)
         if current in renamed.values() or current in inputs or not ctx.produced_by_node(current):
             ctx.add_node("Identity", [current], [name])
@@ -361,18 +474,19 @@ def _name_outputs(
 
 
 def _declared_shape(
-    runs: Sequence[tuple[int, ...]], batches: tuple[int, ...], dynamic_batch: bool
+    runs: Sequence[tuple[int, ...]], batches: tuple[int, int] | None
 ) -> list[int | str | None]:
-    """An output's declared dims: fixed sizes, ``"batch"`` for the batch axis, None (unknown)
-    for another axis that follows the batch size (``N * T``, say)."""
-    if not dynamic_batch:
-        return list(runs[0])
+    """A tensor's declared dims from its sizes in the traced passes: a fixed size,
+    ``"batch"`` (when ``batches`` is given), ``"length"``, or None (unknown) for an axis that
+    follows both (``N * T``, say)."""
     dims: list[int | str | None] = []
     for sizes in zip(*runs, strict=True):
         if len(set(sizes)) == 1:
             dims.append(sizes[0])
-        elif tuple(sizes) == batches:
+        elif batches is not None and tuple(sizes) == batches:
             dims.append("batch")
+        elif tuple(sizes) == TRACE_LENGTHS:
+            dims.append("length")
         else:
             dims.append(None)
     return dims
