@@ -395,6 +395,17 @@ def test_the_batch_axis_is_dynamic_and_names_follow_the_model(tmp_path: Path) ->
     # weights keep their state-dict names where they are stored as they are
     initializers = {i.name for i in proto.graph.initializer}
     assert set(model.state_dict()) <= initializers
+    # a tuple-valued output (an LSTM's (h_n, c_n)) is one graph output per element
+    proto = nnkit.onnx.export(_lstm(np.random.default_rng(0)), tmp_path / "l.onnx", (5, 3))
+    assert [o.name for o in proto.graph.output] == ["head", "lstm:1.0", "lstm:1.1"]
+    state = [2, "batch", 6]
+    assert [_dims(o) for o in proto.graph.output] == [["batch", 2], state, state]
+    proto = nnkit.onnx.export(nnkit.LSTM(3, 4), tmp_path / "lstm.onnx", (None, 3), batch_axis=1)
+    assert [_dims(i) for i in proto.graph.input] == [["length", "batch", 3]]
+    assert [o.name for o in proto.graph.output] == ["output_0", "output_1", "output_2"]
+    assert [_dims(o) for o in proto.graph.output] == [
+        ["length", "batch", 4], [1, "batch", 4], [1, "batch", 4]
+    ]
 
 
 def test_fixed_batch_export_declares_batch_one_and_runs_on_it(tmp_path: Path) -> None:
@@ -633,3 +644,40 @@ def test_a_model_that_cannot_run_on_the_shape_says_so(tmp_path: Path) -> None:
 def test_not_a_module(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="takes an nnkit Module"):
         nnkit.onnx.export(lambda x: x, tmp_path / "x.onnx", 3)  # type: ignore[arg-type]
+
+
+class _SelfAttention(nnkit.Module):
+    """A user's container calling attention with options: by keyword, and positionally."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.attn = nnkit.MultiheadAttention(4, 2, batch_first=True, rng=rng)
+        self.quiet = nnkit.MultiheadAttention(4, 2, batch_first=True, rng=rng)
+
+    def forward(self, x: Any) -> Any:
+        y, weights = self.attn(x, x, x, need_weights=True, average_attn_weights=False)
+        z, _ = self.quiet(y, y, y, None, False)  # key_padding_mask=None, need_weights=False
+        return z, weights
+
+
+def _self_attention(
+    ctx: ExportContext, module: _SelfAttention, inputs: tuple[ValueTree, ...]
+) -> Any:
+    (x,) = inputs
+    y, weights = ctx.convert(module.attn, [x, x, x])  # the options come from the trace
+    z, _ = ctx.convert(module.quiet, [y, y, y])
+    return z, weights
+
+
+def test_options_a_container_passes_are_taken_from_the_trace(
+    registry: None, tmp_path: Path
+) -> None:
+    nnkit.onnx.register_converter(_SelfAttention, _self_attention)
+    rng = np.random.default_rng(6)
+    model = _SelfAttention(rng)
+    path = tmp_path / "attention.onnx"
+    proto = nnkit.onnx.export(model, path, (None, 4))
+    assert [_dims(o) for o in proto.graph.output] == [
+        ["batch", "length", 4], ["batch", 2, "length", "length"]  # per-head weights
+    ]
+    _check_against_nnkit(model, [rng.normal(size=(BATCH, 6, 4)).astype(np.float32)], path)

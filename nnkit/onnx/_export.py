@@ -143,7 +143,12 @@ def export(
     inputs = [_Input(*spec) for spec in zip(names, shapes, axes, dtypes, strict=True)]
     batches = TRACE_BATCHES if dynamic_batch else (1, 1)
     calls, root_shapes = _trace(traced, inputs, batches)
-    output_names = _output_names(traced, len(root_shapes[0]))
+    if id(traced) not in calls:
+        raise ExportError(
+            f"the model ({type(model).__name__}) returned differently structured results for "
+            "the two traced batches, so its outputs cannot be declared"
+        )
+    output_names = _output_names(traced, calls[id(traced)].outputs)
 
     ctx = ExportContext(traced, int(opset), calls, [*names, *output_names])
     values = [
@@ -450,11 +455,18 @@ def _input_names(model: Module, count: int) -> list[str]:
     return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
 
 
-def _output_names(model: Module, count: int) -> list[str]:
-    """A Graph's own output names (when its outputs are arrays), else output (output_i)."""
-    if isinstance(model, Graph) and len(model.outputs) == count:
-        return list(model.outputs)
-    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+def _output_names(model: Module, outputs: tuple[SpecTree | Opaque, ...]) -> list[str]:
+    """One name per array the model returns (None left out): a Graph's own output names
+    (``"lstm:1.0"``, ``"lstm:1.1"`` for the elements of a tuple-valued one), else output
+    (output_0, output_1... for several)."""
+    counts = [len([leaf for leaf in _leaves(spec) if leaf is not None]) for spec in outputs]
+    if isinstance(model, Graph) and len(model.outputs) == len(outputs):
+        names = []
+        for name, count in zip(model.outputs, counts, strict=True):
+            names += [name] if count == 1 else [f"{name}.{i}" for i in range(count)]
+        return names
+    total = sum(counts)
+    return ["output"] if total == 1 else [f"output_{i}" for i in range(total)]
 
 
 def _name_outputs(
@@ -464,7 +476,8 @@ def _name_outputs(
     or add an Identity (for a graph input, a constant, or a tensor that is two outputs)."""
     renamed: dict[str, str] = {}
     for value, name in zip(outputs, names, strict=True):
-        assert isinstance(value, Value)  # the leaves, None dropped
+        if not isinstance(value, Value):
+            raise ExportError(f"the model's output {name} is not an array")
         current = renamed.get(value.name, value.name)
         if current in renamed.values() or current in inputs or not ctx.produced_by_node(current):
             ctx.add_node("Identity", [current], [name])
