@@ -12,7 +12,8 @@ and writing a converter for a layer of your own.
 - :class:`ExportError`: a module that cannot be exported, named by path and class.
 """
 
-from nnkit.onnx import _containers, _converters, _sequences  # noqa: F401 - the built-ins
+from nnkit.onnx import _attention, _containers, _converters, _sequences  # noqa: F401
+from nnkit.onnx._attention import attention
 from nnkit.onnx._context import (
     ConverterResult,
     ExportContext,
@@ -24,8 +25,8 @@ from nnkit.onnx._context import (
     register_converter,
 )
 from nnkit.onnx._converters import gelu, layer_norm, reduce, reshape_to
-from nnkit.onnx._export import MIN_OPSET, TRACE_BATCHES, TRACE_LENGTHS, export
-from nnkit.onnx._sequences import attention
+from nnkit.onnx._export import MIN_OPSET, export
+from nnkit.onnx._trace import TRACE_BATCHES, TRACE_LENGTHS
 
 __all__ = [
     "MIN_OPSET",

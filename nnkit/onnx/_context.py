@@ -32,6 +32,8 @@ __all__ = [
     "ConverterResult",
     "ExportContext",
     "ExportError",
+    "Opaque",
+    "SpecTree",
     "TensorSpec",
     "Value",
     "ValueTree",
