@@ -197,8 +197,10 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
                     mean=float(data.mean()),
                 )
             )
-        elif columns.shape[1] >= 2 and np.all(columns == columns[:, :1]) and _symmetric_next(
-            order, index
+        elif (
+            columns.shape[1] >= 2
+            and np.all(columns == columns[:, :1])
+            and _symmetric_next(order, index)
         ):
             found.append(
                 finding(
