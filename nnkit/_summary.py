@@ -87,30 +87,42 @@ def summary(
     default = params[0].dtype if params else np.dtype(np.float32)
     dtypes = _check_dtypes(dtype, len(shapes), default)
     rows = [(name, module) for name, module in replica.named_modules() if _is_row(module)]
-    outputs: dict[int, Any] = {}
+    runs: list[dict[int, Any]] = []  # each module's output shape, for a batch of 1 and of 2
     for _, module in rows:
-        _record_output_shape(module, outputs)
+        _record_output_shape(module, runs)
     batched = [(*s[:batch_axis], 1, *s[batch_axis:]) for s in shapes]
-    inputs = [np.zeros(s, dtype=d) for s, d in zip(batched, dtypes, strict=True)]
-    try:
-        replica.eval()(*inputs)
-    except Exception as exc:
-        where = "".join(f"; {note}" for note in getattr(exc, "__notes__", []))
-        raise ValueError(
-            f"summary could not run {type(model).__name__} on inputs of shape "
-            f"{', '.join(map(str, batched))} ({type(exc).__name__}: {exc}{where}); "
-            "input_shape must be the shape of one sample, without the batch axis"
-        ) from exc
+    replica.eval()
+    for size in (1, 2):  # the axes whose size follows the batch's are shown as None
+        runs.append({})
+        sized = [(*s[:batch_axis], size, *s[batch_axis:]) for s in shapes]
+        inputs = [np.zeros(s, dtype=d) for s, d in zip(sized, dtypes, strict=True)]
+        try:
+            replica(*inputs)
+        except Exception as exc:
+            where = "".join(f"; {note}" for note in getattr(exc, "__notes__", []))
+            hint = (
+                ""
+                if any(d.kind in "iub" for d in dtypes)
+                else "; for a model whose input is indices (an Embedding), pass dtype=np.int64"
+            )
+            raise ValueError(
+                f"summary could not run {type(model).__name__} on inputs of shape "
+                f"{', '.join(map(str, sized))} ({type(exc).__name__}: {exc}{where}); "
+                f"input_shape must be the shape of one sample, without the batch axis{hint}"
+            ) from exc
+    one, two = runs
 
-    def show(shape: Any) -> str:
+    def show(shape: Any, other: Any) -> str:
         if isinstance(shape, list):
-            return "[" + ", ".join(show(s) for s in shape) + "]"
-        return _show(shape, batch_axis)
+            return "[" + ", ".join(show(a, b) for a, b in zip(shape, other, strict=True)) + "]"
+        return _show(shape, other)
 
     table = [
         (
             f"{name} ({type(module).__name__})" if name else type(module).__name__,
-            show(outputs[id(module)]) if id(module) in outputs else "-",
+            show(one[id(module)], two.get(id(module), one[id(module)]))
+            if id(module) in one
+            else "-",
             f"{sum(m.size for m in _own_state(module)):,}",
         )
         for name, module in rows
@@ -138,15 +150,17 @@ def summary(
             f"Total params: {trainable + non_trainable:,} ({_bytes(size)})",
             f"Trainable params: {trainable:,}",
             f"Non-trainable params: {non_trainable:,}",
-            f"Input shape: {show([*batched] if len(batched) > 1 else batched[0])}",
+            f"Input shape: {_show_inputs(batched, batch_axis)}",
         ]
     )
 
 
 def _check_shapes(input_shape: Any) -> list[tuple[int, ...]]:
     """One shape or a list of shapes, as a list of tuples."""
-    if isinstance(input_shape, Sequence) and input_shape and all(
-        isinstance(s, Sequence) and not isinstance(s, (str, bytes)) for s in input_shape
+    if (
+        isinstance(input_shape, Sequence)
+        and input_shape
+        and all(isinstance(s, Sequence) and not isinstance(s, (str, bytes)) for s in input_shape)
     ):
         return [_check_shape(s) for s in input_shape]
     return [_check_shape(input_shape)]
@@ -196,14 +210,14 @@ def _is_row(module: Module) -> bool:
     return next(module.children(), None) is None or bool(_own_state(module))
 
 
-def _record_output_shape(module: Module, outputs: dict[int, Any]) -> None:
+def _record_output_shape(module: Module, runs: list[dict[int, Any]]) -> None:
     """Wrap the (replica's) module's forward so that it records its output's shape (a list
-    of shapes for a tuple of outputs)."""
+    of shapes for a tuple of outputs) in the current run, the last of ``runs``."""
     forward = module.forward
 
-    def recording_forward(*inputs: Any) -> Any:
-        y = forward(*inputs)
-        outputs[id(module)] = _shape_of(y)
+    def recording_forward(*inputs: Any, **options: Any) -> Any:
+        y = forward(*inputs, **options)
+        runs[-1][id(module)] = _shape_of(y)
         return y
 
     module.forward = recording_forward  # type: ignore[method-assign]
@@ -215,14 +229,24 @@ def _shape_of(y: Any) -> Any:
     return tuple(int(d) for d in np.shape(y))
 
 
-def _show(shape: tuple[int, ...], batch_axis: int = 0) -> str:
-    """``(None, 64)`` for a batch shape: the batch axis shown as None."""
+def _show(shape: tuple[int, ...], other: Any) -> str:
+    """``(None, 64)``: an axis whose size differs between the runs with a batch of 1 and of 2
+    (the batch axis, wherever a layer puts it: an LSTM's h_n has it second) shown as None."""
     if not shape:
         return "()"
-    if batch_axis >= len(shape):
-        return str(shape)
-    dims = [("None" if i == batch_axis else str(d)) for i, d in enumerate(shape)]
+    same_rank = isinstance(other, tuple) and len(other) == len(shape)
+    dims = ["None" if same_rank and other[i] != d else str(d) for i, d in enumerate(shape)]
     return "(" + ", ".join(dims) + (",)" if len(shape) == 1 else ")")
+
+
+def _show_inputs(shapes: list[tuple[int, ...]], batch_axis: int) -> str:
+    shown = [
+        "("
+        + ", ".join("None" if i == batch_axis else str(d) for i, d in enumerate(s))
+        + (",)" if len(s) == 1 else ")")
+        for s in shapes
+    ]
+    return shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]"
 
 
 def _bytes(n: int) -> str:

@@ -167,6 +167,14 @@ class Sequential(Container):
             for i, layer in enumerate(self.layers):  # noqa: B007 - i names the failing child
                 value = layer(*value) if type(value) is tuple else layer(value)
         except Exception as exc:
+            if isinstance(exc, TypeError) and type(value) is tuple and i:
+                add_note(
+                    exc,
+                    f"child {i - 1} ({type(self.layers[i - 1]).__name__}) returned a tuple of "
+                    f"{len(value)} outputs, which Sequential passes to child {i} as {len(value)} "
+                    "arguments; to keep one of them, put a layer in between (after a recurrent "
+                    "layer: SequenceOutput, LastTimeStep or FinalState)",
+                )
             self._note(exc, "forward", str(i), self.layers[i])
             raise
         return value

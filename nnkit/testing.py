@@ -136,15 +136,24 @@ def check_module(
         checker.dtypes()
         if mode == "eval":
             checker.eval_determinism()
-        gradcheck(
-            _in_mode(module, mode),
-            *xs,
-            atol=atol,
-            rtol=rtol,
-            seed=seed,
-            max_elements=max_elements,
-            perturb=perturb,
-        )
+        try:
+            gradcheck(
+                _in_mode(module, mode),
+                *xs,
+                atol=atol,
+                rtol=rtol,
+                seed=seed,
+                max_elements=max_elements,
+                perturb=perturb,
+            )
+        except GradcheckError as exc:
+            raise GradcheckError(
+                f"{type(module).__name__} (in {mode} mode): {exc}. If the backward looks "
+                "right, check that the forward is a function of its inputs and parameters "
+                "alone: state it keeps between calls belongs in nnkit.Buffer (read, not "
+                "updated, by a repeated forward in eval mode), random draws in a generator "
+                "attribute (which the check resets)"
+            ) from exc
         if _holds(batch_independent, mode) and any(a is not None for a in axes):
             checker.batch_independence()
         checker.accumulation()

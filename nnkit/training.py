@@ -75,14 +75,15 @@ def train_step(
 ) -> tuple[float, Any]:
     """The step :func:`fit` takes on every batch by default; returns ``(loss, pred)``.
 
-    ``optimizer.zero_grad()``; ``pred = model(xb)``; ``loss = loss_fn(pred, yb)``;
+    ``optimizer.zero_grad()``; ``pred = model(xb)`` (``model(*xb)`` when the model has
+    several inputs and ``xb`` is their tuple); ``loss = loss_fn(pred, yb)``;
     ``model.accumulate_grad(loss_fn.backward())`` (backward's parameter gradients without the
     unused gradient of the data); ``optimizer.step()``. Write your own with the same
     signature to clip gradients (``nnkit.optim.clip_grad_norm_`` between the backward and the
     step) or to accumulate gradients over micro-batches; docs/training.md shows both.
     """
     optimizer.zero_grad()
-    pred = model(xb)
+    pred = model(*xb) if type(xb) is tuple else model(xb)
     loss = float(loss_fn(pred, yb))
     model.accumulate_grad(loss_fn.backward())
     optimizer.step()
@@ -144,6 +145,8 @@ def fit(
         loss_fn: a loss, ``loss_fn(pred, target) -> float`` with ``loss_fn.backward()``.
         optimizer: an ``nnkit.optim`` optimizer over the model's parameters.
         X, y: inputs and targets, with the same length N >= 1 along axis 0, numeric, finite.
+            For a model with several inputs (a Graph with two named inputs), X is the tuple
+            ``(X1, X2)``; each batch then calls ``model(xb1, xb2)``.
         epochs: the number of passes over the data (0 trains nothing).
         batch_size: samples per batch (the last batch of an epoch may be smaller).
         validation_data: ``(X_val, y_val)`` to evaluate after every epoch.
@@ -194,7 +197,7 @@ def fit(
     epochs = check_int("epochs", epochs, 0)
     batch_size = check_int("batch_size", batch_size, 1)
     verbose = _check_verbose(verbose)
-    X_, y_ = _check_data(X, y, "fit: ")
+    xs, y_ = _check_data(X, y, "fit: ")
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -212,8 +215,8 @@ def fit(
     if type(warn_setup) is not bool:
         raise TypeError(f"fit: warn_setup must be True or False, got {warn_setup!r}")
     if warn_setup:
-        _warn_setup(model, loss_fn, X_, y_)
-    loader = DataLoader(X_, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
+        _warn_setup(model, loss_fn, _batch_inputs(xs), y_)
+    loader = DataLoader(*xs, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
 
     train_keys = ["loss", *metric_fns]
     log_keys = train_keys + ([f"val_{key}" for key in train_keys] if val else [])
@@ -221,7 +224,7 @@ def fit(
         "epochs": epochs,
         "batch_size": batch_size,
         "steps": len(loader),
-        "samples": len(X_),
+        "samples": len(y_),
         "log_keys": log_keys,
         "dropped_metrics": dropped,
     }
@@ -253,7 +256,7 @@ def fit(
             if logs is None:  # stopped by a callback in the middle of the epoch
                 break
             if val is not None:
-                val_logs = _evaluate(model, loss_fn, *val, batch_size, metric_fns)
+                val_logs = _evaluate(model, loss_fn, val[0], val[1], batch_size, metric_fns)
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
             history._append(epoch, logs)
             progress.epoch_end(epoch, logs, time.perf_counter() - start)
@@ -316,12 +319,13 @@ def _train_epoch(
     size), or None when a callback stopped training after a batch."""
     totals = dict.fromkeys(["loss", *metric_fns], 0.0)
     seen = 0
-    for batch, (xb, yb) in enumerate(loader):
+    for batch, arrays in enumerate(loader):
+        xb, yb = _batch_inputs(arrays[:-1]), arrays[-1]
         loss, pred = step(model, loss_fn, optimizer, xb, yb)
         batch_logs = {"loss": float(loss)}
         for name, metric in metric_fns.items():
             batch_logs[name] = float(metric(pred, yb))
-        n = len(xb)
+        n = len(yb)
         seen += n
         for key, value in batch_logs.items():
             totals[key] += n * value
@@ -363,44 +367,48 @@ def evaluate(
     _check_model(model, "evaluate")
     _check_loss(loss_fn, "evaluate", backward=False)
     batch_size = check_int("batch_size", batch_size, 1)
-    X_, y_ = _check_data(X, y, "evaluate: ")
+    xs, y_ = _check_data(X, y, "evaluate: ")
     metric_fns = _resolve_metrics(metrics, loss_fn)
     _check_targets(metric_fns, y_, "evaluate: y")
-    return _evaluate(model, loss_fn, X_, y_, batch_size, metric_fns)
+    return _evaluate(model, loss_fn, xs, y_, batch_size, metric_fns)
 
 
 def _evaluate(
     model: Module,
     loss_fn: LossFunction,
-    X: NDArray[Any],
+    xs: Inputs,
     y: NDArray[Any],
     batch_size: int,
     metric_fns: dict[str, Metric],
 ) -> dict[str, float]:
     totals = dict.fromkeys(["loss", *metric_fns], 0.0)
     with _eval_mode(model):
-        for xb, yb in DataLoader(X, y, batch_size=batch_size, shuffle=False):
-            pred = model(xb)
-            n = len(xb)
+        for *xbs, yb in DataLoader(*xs, y, batch_size=batch_size, shuffle=False):
+            pred = model(*xbs)
+            n = len(yb)
             totals["loss"] += n * float(loss_fn(pred, yb))
             for name, metric in metric_fns.items():
                 totals[name] += n * float(metric(pred, yb))
-    return {key: total / len(X) for key, total in totals.items()}
+    return {key: total / len(y) for key, total in totals.items()}
 
 
-def predict(model: Module, X: ArrayLike, *, batch_size: int = 32) -> Array:
+def predict(model: Module, X: Any, *, batch_size: int = 32) -> Any:
     """The model's outputs for ``X``, computed batch by batch in eval mode and concatenated.
 
-    The model's training flags are restored afterwards, also when an exception is raised.
+    ``X`` is one array, or a tuple ``(X1, X2)`` for a model with several inputs; a model with
+    several outputs gives the tuple of their concatenations. The model's training flags are
+    restored afterwards, also when an exception is raised.
 
     Raises:
         ValueError: X is empty or a scalar, or ``batch_size`` < 1.
     """
     _check_model(model, "predict")
     batch_size = check_int("batch_size", batch_size, 1)
-    X_ = _check_array(X, "X", "predict: ")
+    xs = _check_inputs(X, "predict: ")
     with _eval_mode(model):
-        outputs = [model(xb) for (xb,) in DataLoader(X_, batch_size=batch_size, shuffle=False)]
+        outputs = [model(*xbs) for xbs in DataLoader(*xs, batch_size=batch_size, shuffle=False)]
+    if outputs and type(outputs[0]) is tuple:
+        return tuple(np.concatenate(parts) for parts in zip(*outputs, strict=True))
     return np.concatenate(outputs)
 
 
@@ -559,16 +567,48 @@ def _check_array(a: ArrayLike, name: str, where: str) -> NDArray[Any]:
     return array
 
 
-def _check_data(X: ArrayLike, y: ArrayLike, where: str) -> tuple[NDArray[Any], NDArray[Any]]:
-    """X and y as numeric arrays of the same non-zero length, with no NaN or inf in floats."""
-    X_ = _check_array(X, "X", where)
+Inputs = tuple[NDArray[Any], ...]
+"""The model's inputs: one array, or several for a model with several inputs."""
+
+
+def _check_inputs(X: Any, where: str) -> Inputs:
+    """X as a tuple of numeric arrays of one length: a tuple ``(X1, X2)`` is a model's
+    several inputs; anything else is one input."""
+    if type(X) is tuple:
+        if not X:
+            raise ValueError(f"{where}X is an empty tuple; pass the model's input(s)")
+        xs = tuple(_check_array(x, f"X[{i}]", where) for i, x in enumerate(X))
+        if len({len(x) for x in xs}) != 1:
+            raise ValueError(
+                f"{where}the inputs in X have different numbers of samples "
+                f"{[len(x) for x in xs]}; each input needs one row per sample"
+            )
+        return xs
+    if isinstance(X, list) and X and all(isinstance(x, np.ndarray) for x in X):
+        raise TypeError(
+            f"{where}X is a list of {len(X)} arrays; pass a model's several inputs as a tuple "
+            "(X1, X2), or one array as np.asarray(X)"
+        )
+    return (_check_array(X, "X", where),)
+
+
+def _batch_inputs(xs: tuple[Any, ...]) -> Any:
+    """A batch of the inputs as the model takes it: one array, or the tuple of several."""
+    return xs[0] if len(xs) == 1 else xs
+
+
+def _check_data(X: Any, y: ArrayLike, where: str) -> tuple[Inputs, NDArray[Any]]:
+    """X (one array, or a tuple of arrays for several inputs) and y as numeric arrays of the
+    same non-zero length, with no NaN or inf in floats."""
+    xs = _check_inputs(X, where)
     y_ = _check_array(y, "y", where)
-    if len(X_) != len(y_):
+    if len(xs[0]) != len(y_):
         raise ValueError(
-            f"{where}X has {len(X_)} samples but y has {len(y_)}; they must have the same "
+            f"{where}X has {len(xs[0])} samples but y has {len(y_)}; they must have the same "
             "length along axis 0 (one target per sample)"
         )
-    for name, array in (("X", X_), ("y", y_)):
+    named = [("X" if len(xs) == 1 else f"X[{i}]", x) for i, x in enumerate(xs)]
+    for name, array in [*named, ("y", y_)]:
         if array.dtype.kind == "f":
             bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
             if bad.any():
@@ -578,4 +618,4 @@ def _check_data(X: ArrayLike, y: ArrayLike, where: str) -> tuple[NDArray[Any], N
                     f"{len(array)} samples (the first at index {rows[0]}); remove or impute "
                     "them before training"
                 )
-    return X_, y_
+    return xs, y_

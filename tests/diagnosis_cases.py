@@ -281,6 +281,9 @@ BROKEN: list[Broken] = [
     Broken("learning rate far too high",
            lambda: classify(mlp(), *spirals_data(), SGD(mlp().parameters(), lr=50.0)),
            "lr_too_high", "optimizer"),
+    Broken("a first step that kills every ReLU",
+           lambda: classify(mlp(), *spirals_data(), SGD(mlp().parameters(), lr=10.0)),
+           "lr_too_high", "optimizer"),
     Broken("learning rate far too low",
            lambda: classify(mlp(), *spirals_data(), SGD(mlp().parameters(), lr=1e-7)),
            "lr_too_low", "optimizer"),
@@ -307,7 +310,7 @@ def _fix_broken_optimizers() -> None:
     """The lr cases must step the model they diagnose: rebuild their optimizers on it."""
     for i, case in enumerate(BROKEN):
         if case.code in ("lr_too_high", "lr_too_low"):
-            lr = 50.0 if case.code == "lr_too_high" else 1e-7
+            lr = {"lr_too_low": 1e-7}.get(case.code, 10.0 if "ReLU" in case.name else 50.0)
 
             def make(lr: float = lr) -> Setup:
                 model = mlp()

@@ -5,6 +5,7 @@ atomicity itself: a failed save leaves the target as it was.)"""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import subprocess
 import sys
@@ -23,8 +24,9 @@ SAVES: list[tuple[str, Callable[[nnkit.Module, Path], None]]] = [
     ("save", ser.save),
     ("save_weights", ser.save_weights),
     ("save_checkpoint", lambda model, path: ser.save_checkpoint(path, model=model)),
-    ("save_safetensors", ser.save_safetensors),
 ]
+if importlib.util.find_spec("safetensors") is not None:  # the optional extra "safetensors"
+    SAVES.append(("save_safetensors", ser.save_safetensors))
 POSIX = pytest.mark.skipif(os.name != "posix", reason="flock and SIGKILL are POSIX")
 
 

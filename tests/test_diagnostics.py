@@ -69,7 +69,7 @@ def test_report_reads_as_advice_and_orders_by_severity() -> None:
     )
     assert report.codes == ["bad_gradient", "no_bias", "constant_inputs"]
     text = str(report)
-    assert text.splitlines()[0] == "nnkit.diagnose: 2 problems found, likeliest first."
+    assert text.splitlines()[0] == "nnkit.diagnose: 2 problems and 1 note found, likeliest first."
     assert "1. [error] bad_gradient at 2" in text and "evidence: module='Dense'" in text
     assert bool(report) and not Report([Finding("constant_inputs", "info", "data", "x")])
 
@@ -91,7 +91,31 @@ def test_check_gradients_does_not_mistake_a_kink_for_a_bug() -> None:
     """A max over equal values (a ReLU at exactly 0) is a kink, not a bug."""
     model = nnkit.Sequential(nnkit.ReLU(), nnkit.Dense(2, 3, rng=np.random.default_rng(0)))
     X = np.zeros((8, 2))  # every ReLU input sits on its kink
+    check_gradients(model, X, include_builtin=True)
+    r = np.random.default_rng(1)
+    pooled = nnkit.Sequential(  # ReLU zeros tie inside the max-pool windows
+        nnkit.Conv2d(1, 4, 3, padding=1, rng=r), nnkit.ReLU(), nnkit.MaxPool2d(2),
+        nnkit.Flatten(), nnkit.Dense(16, 3, rng=r),
+    )  # fmt: skip
+    images = np.maximum(r.normal(size=(8, 1, 4, 4)), 0)
+    check_gradients(pooled, images, include_builtin=True)
+
+
+def test_check_gradients_skips_nnkit_classes_unless_asked() -> None:
+    calls: list[str] = []
+
+    class Counting(nnkit.Dense):
+        def backward(self, grad_out: Any) -> Any:
+            calls.append("backward")
+            return super().backward(grad_out)
+
+    X, _ = spirals_data()
+    model = nnkit.Sequential(Counting(2, 3), nnkit.Tanh(), nnkit.Dense(3, 2))
     check_gradients(model, X)
+    assert calls  # the user's subclass is checked
+    calls.clear()
+    check_gradients(nnkit.Sequential(nnkit.Dense(2, 3)), X)
+    assert not calls
 
 
 def test_health_monitor_records_each_epoch_in_fit(tmp_path: Path) -> None:

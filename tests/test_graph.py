@@ -282,3 +282,12 @@ def test_what_a_container_subclass_adds_is_state_too(make: Any) -> None:
     container.count = nnkit.Buffer(np.zeros((), dtype=np.int64))
     assert "gate" in dict(container.named_parameters())
     assert {"gate", "count"} <= set(container.state_dict())
+
+
+def test_a_tuple_passed_to_a_one_input_child_gets_advice() -> None:
+    model = nnkit.Sequential(nnkit.LSTM(3, 4, batch_first=True), nnkit.Dense(4, 2))
+    with pytest.raises(TypeError) as info:
+        model(np.ones((2, 5, 3)))
+    message = full_message(info.value)
+    assert "child 0 (LSTM) returned a tuple of 2 outputs" in message
+    assert "LastTimeStep" in message and 'raised in forward of child "1" (Dense)' in message

@@ -221,3 +221,19 @@ def test_several_inputs_and_outputs_show_every_shape() -> None:
 def test_time_major_batch_axis_is_shown_where_it_is() -> None:
     text = summary(nnkit.Sequential(nnkit.Tanh()), (7, 3), batch_axis=1)
     assert "(7, None, 3)" in text
+
+
+def test_the_batch_axis_is_found_in_every_output_of_a_recurrent_layer() -> None:
+    lstm = nnkit.Sequential(nnkit.LSTM(3, 16, num_layers=2, bidirectional=True, batch_first=True))
+    text = summary(lstm, (7, 3))
+    assert "[(None, 7, 32), [(4, None, 16), (4, None, 16)]]" in text
+    gru = nnkit.Sequential(nnkit.GRU(3, 8), nnkit.FinalState(), nnkit.Dense(8, 2))
+    text = summary(gru, (7, 3), batch_axis=1)
+    assert "[(7, None, 8), (1, None, 8)]" in text and re.search(r"2 \(Dense\)\s+\(None, 2\)", text)
+
+
+def test_an_embedding_model_without_an_integer_dtype_gets_a_hint() -> None:
+    model = nnkit.Sequential(nnkit.Embedding(10, 4))
+    with pytest.raises(ValueError, match=r"pass dtype=np\.int64"):
+        summary(model, (5,))
+    assert "(None, 5, 4)" in summary(model, (5,), dtype=np.int64)

@@ -915,3 +915,61 @@ def test_fit_checks_train_step_and_on_interrupt() -> None:
     with pytest.raises(ValueError, match="on_interrupt"):
         fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters()), X, y, epochs=1,
             on_interrupt="ignore", verbose=0)  # type: ignore[arg-type]  # fmt: skip
+
+
+def two_input_graph() -> nnkit.Graph:
+    r = np.random.default_rng(0)
+    return nnkit.Graph(
+        inputs=["a", "b"],
+        nodes={
+            "ha": (nnkit.Dense(2, 8, rng=r), "a"),
+            "hb": (nnkit.Dense(3, 8, rng=r), "b"),
+            "h": (nnkit.Add(), ["ha", "hb"]),
+            "act": (nnkit.Tanh(), "h"),
+            "out": (nnkit.Dense(8, 3, rng=r), "act"),
+        },
+        outputs="out",
+    )
+
+
+def test_fit_evaluate_and_predict_take_a_tuple_of_inputs() -> None:
+    X, y = data(90)
+    extra = np.random.default_rng(1).normal(size=(90, 3))
+    model = two_input_graph()
+    history = fit(model, nnkit.CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2),
+                  (X, extra), y, epochs=20, validation_data=((X, extra), y),
+                  rng=np.random.default_rng(0), verbose=0)  # fmt: skip
+    assert history.history["accuracy"][-1] > 0.9
+    result = evaluate(model, nnkit.CrossEntropyLoss(), (X, extra), y)
+    assert result["accuracy"] == pytest.approx(history.history["val_accuracy"][-1])
+    pred = predict(model, (X, extra), batch_size=7)
+    assert pred.shape == (90, 3)
+    assert_close_float32(pred, model.eval()(X, extra))
+
+
+@pytest.mark.parametrize(
+    "X, error, words",
+    [
+        ((np.ones((5, 2)), np.ones((4, 3))), ValueError, "different numbers of samples [5, 4]"),
+        ([np.ones((5, 2)), np.ones((5, 3))], TypeError, "pass a model's several inputs as a tuple"),
+        ((), ValueError, "empty tuple"),
+    ],
+)  # fmt: skip
+def test_bad_input_tuples_are_refused_clearly(X: Any, error: type[Exception], words: str) -> None:
+    model = two_input_graph()
+    with pytest.raises(error, match=re.escape(words)):
+        fit(model, nnkit.CrossEntropyLoss(), SGD(model.parameters()), X, np.zeros(5, int),
+            epochs=1, verbose=0)  # fmt: skip
+
+
+def test_predict_concatenates_each_output_of_a_two_output_model() -> None:
+    r = np.random.default_rng(0)
+    model = nnkit.Graph(
+        inputs="x",
+        nodes={"h": (nnkit.Dense(2, 4, rng=r), "x"), "p": (nnkit.Sigmoid(), "h"),
+               "q": (nnkit.Tanh(), "h")},
+        outputs=["p", "q"],
+    )  # fmt: skip
+    X, _ = data(20)
+    p, q = predict(model, X, batch_size=6)
+    assert p.shape == q.shape == (20, 4)

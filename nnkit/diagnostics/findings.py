@@ -115,12 +115,14 @@ class Report:
         return bool(self.problems)
 
     def __str__(self) -> str:
+        count, notes = len(self.problems), len(self.findings) - len(self.problems)
+        also = f" and {notes} note{'s' if notes > 1 else ''}" if notes else ""
         if not self.problems:
-            lines = ["nnkit.diagnose: no problems found."]
+            lines = [f"nnkit.diagnose: no problems found{also}."]
         else:
-            count = len(self.problems)
             lines = [
-                f"nnkit.diagnose: {count} problem{'s' if count > 1 else ''} found, likeliest first."
+                f"nnkit.diagnose: {count} problem{'s' if count > 1 else ''}{also} found, "
+                "likeliest first."
             ]
         for i, f in enumerate(self.findings, 1):
             lines.append(f"{i}. [{f.severity}] {f.code} at {f.where}")

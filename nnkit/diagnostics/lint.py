@@ -36,7 +36,8 @@ def lint(model: Module, loss_fn: Any, X: Any, y: Any) -> list[Finding]:
     sorts them with the rest. ``fit`` runs it before training and warns about what it finds.
     """
     found: list[Finding] = []
-    X_ = np.asarray(X)
+    inputs = X if type(X) is tuple else (X,)  # a tuple is a model's several inputs
+    X_ = np.asarray(inputs[0])
     y_ = np.asarray(y)
     replica = copy.deepcopy(model)
     order: list[tuple[str, Module]] = []
@@ -46,19 +47,19 @@ def lint(model: Module, loss_fn: Any, X: Any, y: Any) -> list[Finding]:
         if id(module) in leaves:
             order.append((name, module))
 
-    sample = X_[:256]
+    sample = tuple(np.asarray(x)[:256] for x in inputs)
     try:
         with Tracer(replica, on_forward=record), np.errstate(all="ignore"):
-            pred = replica(sample)
+            pred = replica(*sample)
     except Exception:  # the data does not fit the model: fit's own checks say why
         return found
     first = order[0][1] if order else None
-    if X_.dtype.kind in "fiub" and not _takes_indices(first):
+    if X_.dtype.kind in "fiub" and not _takes_indices(first) and len(inputs) == 1:
         found.extend(_data_findings(X_))
     found.extend(_init_findings(replica, order))
     if isinstance(pred, np.ndarray) and isinstance(loss_fn, Loss):
         last = order[-1] if order else ("model", replica)
-        found.extend(_loss_findings(loss_fn, pred, y_[: len(sample)], y_, last))
+        found.extend(_loss_findings(loss_fn, pred, y_[: len(sample[0])], y_, last))
     return found
 
 
@@ -197,8 +198,10 @@ def _init_findings(model: Module, order: list[tuple[str, Module]]) -> list[Findi
                     mean=float(data.mean()),
                 )
             )
-        elif columns.shape[1] >= 2 and np.all(columns == columns[:, :1]) and _symmetric_next(
-            order, index
+        elif (
+            columns.shape[1] >= 2
+            and np.all(columns == columns[:, :1])
+            and _symmetric_next(order, index)
         ):
             found.append(
                 finding(

@@ -259,9 +259,7 @@ class HealthMonitor(Callback):
         last = self.history[-1]
         modules = dict(self._model.named_modules()) if self._model is not None else {}
         output = self._order[-1] if self._order else None
-        constant = next(
-            (n for n in self._order if last["layers"].get(n, {}).get("constant")), None
-        )
+        constant = next((n for n in self._order if last["layers"].get(n, {}).get("constant")), None)
         downstream = set(self._order[self._order.index(constant) + 1 :]) if constant else set()
         if constant is not None:
             kind = type(modules.get(constant)).__name__

@@ -23,6 +23,9 @@ __all__ = ["diagnose"]
 LOW_UPDATE_RATIO = 1e-5
 """Updates smaller than this fraction of the parameters (per step) learn too slowly."""
 
+LARGE_UPDATE_RATIO = 1.0
+"""A first update larger than the parameters themselves is a learning rate far too high."""
+
 
 def diagnose(
     model: Module,
@@ -44,8 +47,8 @@ def diagnose(
     2. the whole-model gradient check of :func:`nnkit.diagnostics.check_gradients`, which
        names the first module whose backward is wrong;
     3. a probe: ``steps`` full-batch training steps on (up to) ``samples`` samples drawn with
-       ``rng`` (by default ``4000 // samples`` steps, between 100 and 1000: a tiny data set
-       such as XOR gets the longer run it needs to leave its plateau), with a copy of
+       ``rng`` (by default 100 steps, and 1000 for a data set of 16 samples or fewer, which
+       such as XOR needs the longer run to leave its plateau), with a copy of
        ``optimizer`` (``Adam(lr=1e-3)`` when none is given: learning-rate findings are then
        left out), watched by a :class:`~nnkit.diagnostics.HealthMonitor` and with floating
        point errors trapped, so the first overflow or NaN is pinned to its module.
@@ -76,7 +79,7 @@ def diagnose(
     pick = np.sort(rng.choice(len(X_), min(samples, len(X_)), replace=False))
     xb, yb = X_[pick], y_[pick]
     if steps is None:
-        steps = min(1000, max(100, 4000 // len(xb)))
+        steps = 1000 if len(xb) <= 16 else 100
 
     findings = lint(model, loss_fn, X_, y_)
     notes: dict[str, Any] = {}
@@ -212,7 +215,28 @@ def _probe(
     if optimizer is not None:
         diffs = np.diff(losses)
         rises = float(np.mean(diffs > 0))
-        if end > 1.5 * first or (
+        first_step = (
+            [r for r in monitor.history[0]["update_ratios"].values() if math.isfinite(r)]
+            if monitor.history
+            else []
+        )
+        leap = float(np.median(first_step)) if first_step else 0.0
+        notes["first_update_ratio"] = leap
+        if leap > LARGE_UPDATE_RATIO and improved < 0.5:
+            found.append(
+                finding(
+                    "lr_too_high",
+                    "optimizer",
+                    f"the first step changed the parameters by {leap:.3g} times their own size "
+                    f"(healthy training is near 1e-3), and the loss fell only {improved:.1%} "
+                    f"in {len(losses)} steps: the learning rate {_lr(optimizer):.3g} is far "
+                    "too high (a step that large can kill every ReLU at once); divide it by 10 "
+                    "to 100",
+                    first_update_ratio=leap,
+                    relative_improvement=improved,
+                )
+            )
+        elif end > 1.5 * first or (
             rises > 0.4 and improved < 0.05 and np.std(diffs) > 0.05 * abs(first)
         ):
             found.append(
@@ -233,7 +257,8 @@ def _probe(
         median = float(np.median(ratios)) if ratios else math.nan
         notes["median_update_ratio"] = median
         diverged = any(f.code == "lr_too_high" for f in found)
-        if ratios and median < LOW_UPDATE_RATIO and improved < 0.05 and not diverged:
+        stuck = any(f.code in ("dead_units", "vanishing_gradient") for f in found)
+        if ratios and 0 < median < LOW_UPDATE_RATIO and improved < 0.05 and not (diverged or stuck):
             found.append(
                 finding(
                     "lr_too_low",
