@@ -326,16 +326,24 @@ def _class_targets(
             f"{name} expected class indices of shape {expected} for pred of shape "
             f"{logits.shape}, got {target_array.shape}"
         )
-    ignored = target_array == ignore_index
-    if not ignored.any():
+    # one reduction checks both ends: viewed as unsigned, a negative index is huge. When every
+    # index is in [0, C) and ignore_index is not, nothing is ignored: no comparison pass
+    unsigned = target_array.view(_UNSIGNED[target_array.dtype.itemsize])
+    in_range = not target_array.size or np.maximum.reduce(unsigned, axis=None) < c
+    if in_range and not 0 <= ignore_index < c:
         ignored_or_none = None
         checked = target_array
     else:
-        ignored_or_none = ignored.reshape(n, s)
-        checked = target_array[~ignored]
-    # one reduction checks both ends: viewed as unsigned, a negative index is huge
-    unsigned = checked.view(_UNSIGNED[checked.dtype.itemsize])
-    if checked.size and np.maximum.reduce(unsigned, axis=None) >= c:
+        ignored = target_array == ignore_index
+        if not ignored.any():
+            ignored_or_none = None
+            checked = target_array
+        else:
+            ignored_or_none = ignored.reshape(n, s)
+            checked = target_array[~ignored]
+        unsigned = checked.view(_UNSIGNED[checked.dtype.itemsize])
+        in_range = not checked.size or np.maximum.reduce(unsigned, axis=None) < c
+    if not in_range:
         bad = checked[(checked < 0) | (checked >= c)][0]
         hint = (
             "; a single output column holds no class scores: use 2 columns, or "
