@@ -28,24 +28,31 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from nnkit._checks import check_int
+from nnkit._fit_checks import (
+    DEFAULT_METRICS,
+    Inputs,
+    batch_inputs,
+    check_callbacks,
+    check_data,
+    check_inputs,
+    check_loss,
+    check_model,
+    check_optimizer,
+    check_targets,
+    check_verbose,
+    drops_default,
+    resolve_metrics,
+)
 from nnkit._types import Logs
 from nnkit.callbacks import Callback
 from nnkit.data import DataLoader
 from nnkit.history import History
-from nnkit.losses import HuberLoss, L1Loss, MSELoss
-from nnkit.metrics import Accuracy, Metric, MetricSpec, get_metrics
+from nnkit.metrics import Metric, MetricSpec
 from nnkit.module import Array, Module
 from nnkit.optim.optimizer import Optimizer
 from nnkit.progress import Reporter, reporter
 
 __all__ = ["History", "LossFunction", "TrainStep", "evaluate", "fit", "predict", "train_step"]
-
-_DEFAULT_METRICS: tuple[str, ...] = ("accuracy",)
-"""The default of ``metrics=`` in fit and evaluate (compared by identity: see _resolve_metrics)."""
-
-_REGRESSION_LOSSES = (MSELoss, L1Loss, HuberLoss)
-"""Losses for which the default metric "accuracy" is dropped."""
-
 
 class LossFunction(Protocol):
     """What fit needs of a loss: ``loss_fn(pred, target) -> float`` and ``backward()``.
@@ -101,7 +108,7 @@ def fit(
     epochs: int,
     batch_size: int = 32,
     validation_data: tuple[ArrayLike, ArrayLike] | None = None,
-    metrics: MetricSpec | Iterable[MetricSpec] | None = _DEFAULT_METRICS,
+    metrics: MetricSpec | Iterable[MetricSpec] | None = DEFAULT_METRICS,
     callbacks: Callback | Iterable[Callback] = (),
     shuffle: bool = True,
     rng: np.random.Generator | None = None,
@@ -187,17 +194,17 @@ def fit(
             its step; the targets of the built-in accuracy are checked before training, and a
             metric that cannot read the model's output raises on the first batch.
     """
-    _check_model(model, "fit")
-    _check_loss(loss_fn, "fit", backward=True)
+    check_model(model, "fit")
+    check_loss(loss_fn, "fit", backward=True)
     if not callable(train_step):
         raise TypeError(f"fit: train_step must be callable, got {type(train_step).__name__}")
     if on_interrupt not in ("raise", "return"):
         raise ValueError(f"fit: on_interrupt must be 'raise' or 'return', got {on_interrupt!r}")
-    _check_optimizer(optimizer, model)
+    check_optimizer(optimizer, model)
     epochs = check_int("epochs", epochs, 0)
     batch_size = check_int("batch_size", batch_size, 1)
-    verbose = _check_verbose(verbose)
-    xs, y_ = _check_data(X, y, "fit: ")
+    verbose = check_verbose(verbose)
+    xs, y_ = check_data(X, y, "fit: ")
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -205,17 +212,17 @@ def fit(
                 "validation_data must be a pair (X_val, y_val), got "
                 f"{type(validation_data).__name__}"
             )
-        val = _check_data(*validation_data, "fit: validation_data ")
-    metric_fns = _resolve_metrics(metrics, loss_fn)
-    dropped = list(_DEFAULT_METRICS) if _drops_default(metrics, loss_fn) else []
-    _check_targets(metric_fns, y_, "fit: y")
+        val = check_data(*validation_data, "fit: validation_data ")
+    metric_fns = resolve_metrics(metrics, loss_fn)
+    dropped = list(DEFAULT_METRICS) if drops_default(metrics, loss_fn) else []
+    check_targets(metric_fns, y_, "fit: y")
     if val is not None:
-        _check_targets(metric_fns, val[1], "fit: validation_data y")
-    callbacks = _check_callbacks(callbacks)
+        check_targets(metric_fns, val[1], "fit: validation_data y")
+    callbacks = check_callbacks(callbacks)
     if type(warn_setup) is not bool:
         raise TypeError(f"fit: warn_setup must be True or False, got {warn_setup!r}")
     if warn_setup:
-        _warn_setup(model, loss_fn, _batch_inputs(xs), y_)
+        _warn_setup(model, loss_fn, batch_inputs(xs), y_)
     loader = DataLoader(*xs, y_, batch_size=batch_size, shuffle=shuffle, rng=rng)
 
     train_keys = ["loss", *metric_fns]
@@ -320,7 +327,7 @@ def _train_epoch(
     totals = dict.fromkeys(["loss", *metric_fns], 0.0)
     seen = 0
     for batch, arrays in enumerate(loader):
-        xb, yb = _batch_inputs(arrays[:-1]), arrays[-1]
+        xb, yb = batch_inputs(arrays[:-1]), arrays[-1]
         loss, pred = step(model, loss_fn, optimizer, xb, yb)
         batch_logs = {"loss": float(loss)}
         for name, metric in metric_fns.items():
@@ -345,7 +352,7 @@ def evaluate(
     y: ArrayLike,
     *,
     batch_size: int = 32,
-    metrics: MetricSpec | Iterable[MetricSpec] | None = _DEFAULT_METRICS,
+    metrics: MetricSpec | Iterable[MetricSpec] | None = DEFAULT_METRICS,
 ) -> dict[str, float]:
     """The loss and metrics of ``model`` on ``(X, y)``, computed in eval mode.
 
@@ -364,12 +371,12 @@ def evaluate(
     Raises:
         ValueError, TypeError: for bad data or arguments, as :func:`fit` does.
     """
-    _check_model(model, "evaluate")
-    _check_loss(loss_fn, "evaluate", backward=False)
+    check_model(model, "evaluate")
+    check_loss(loss_fn, "evaluate", backward=False)
     batch_size = check_int("batch_size", batch_size, 1)
-    xs, y_ = _check_data(X, y, "evaluate: ")
-    metric_fns = _resolve_metrics(metrics, loss_fn)
-    _check_targets(metric_fns, y_, "evaluate: y")
+    xs, y_ = check_data(X, y, "evaluate: ")
+    metric_fns = resolve_metrics(metrics, loss_fn)
+    check_targets(metric_fns, y_, "evaluate: y")
     return _evaluate(model, loss_fn, xs, y_, batch_size, metric_fns)
 
 
@@ -402,9 +409,9 @@ def predict(model: Module, X: Any, *, batch_size: int = 32) -> Any:
     Raises:
         ValueError: X is empty or a scalar, or ``batch_size`` < 1.
     """
-    _check_model(model, "predict")
+    check_model(model, "predict")
     batch_size = check_int("batch_size", batch_size, 1)
-    xs = _check_inputs(X, "predict: ")
+    xs = check_inputs(X, "predict: ")
     with _eval_mode(model):
         outputs = [model(*xbs) for xbs in DataLoader(*xs, batch_size=batch_size, shuffle=False)]
     if outputs and type(outputs[0]) is tuple:
@@ -433,189 +440,3 @@ def _eval_mode(model: Module) -> Iterator[None]:
         _restore_modes(modes)
 
 
-# -- checks --------------------------------------------------------------------------------------
-def _check_model(model: object, caller: str) -> None:
-    if isinstance(model, type):
-        raise TypeError(
-            f"{caller}: model must be a model instance, got the class {model.__name__}; write "
-            f"{model.__name__}(...) with its arguments"
-        )
-    if not isinstance(model, Module):
-        raise TypeError(
-            f"{caller} takes an nnkit Module as its model, got {type(model).__name__}; wrap "
-            "custom code in a Module subclass"
-        )
-
-
-def _check_loss(loss_fn: object, caller: str, *, backward: bool) -> None:
-    if isinstance(loss_fn, type):
-        raise TypeError(
-            f"{caller}: loss_fn must be a loss instance, got the class {loss_fn.__name__}; "
-            f"write {loss_fn.__name__}()"
-        )
-    if not callable(loss_fn) or (backward and not callable(getattr(loss_fn, "backward", None))):
-        raise TypeError(
-            f"loss_fn must be a loss with loss_fn(pred, target) and loss_fn.backward(), got "
-            f"{type(loss_fn).__name__}; use e.g. nnkit.CrossEntropyLoss()"
-        )
-
-
-def _check_optimizer(optimizer: object, model: Module) -> None:
-    """An Optimizer instance that steps at least one of the model's parameters."""
-    if isinstance(optimizer, type):
-        raise TypeError(
-            f"fit: optimizer must be an optimizer instance, got the class {optimizer.__name__}; "
-            f"write {optimizer.__name__}(model.parameters())"
-        )
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(
-            f"optimizer must be an nnkit.optim.Optimizer, got {type(optimizer).__name__}; "
-            "use e.g. nnkit.optim.Adam(model.parameters())"
-        )
-    stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
-    own = [param for param in model.parameters() if id(param) in stepped]
-    if not own:
-        has_params = next(model.parameters(), None) is not None
-        raise ValueError(
-            "fit: the optimizer holds none of the model's parameters, so training would change "
-            "nothing"
-            + (
-                "; build it on this model's parameters, e.g. "
-                f"{type(optimizer).__name__}(model.parameters()) (an optimizer built on another "
-                "model, or on a copy of this one, steps those parameters instead)"
-                if has_params
-                else " (the model has no parameters to train)"
-            )
-        )
-
-
-def _check_callbacks(callbacks: Callback | Iterable[Callback]) -> list[Callback]:
-    """A single Callback or an iterable of them, as a list."""
-    if isinstance(callbacks, Callback):
-        return [callbacks]
-    items: list[object]
-    if isinstance(callbacks, type):
-        items = [callbacks]  # a class alone: reported below as callbacks[0]
-    elif isinstance(callbacks, Iterable):
-        items = list(callbacks)
-    else:
-        raise TypeError(
-            f"callbacks must be a Callback or a list of Callbacks, got {type(callbacks).__name__}"
-        )
-    checked: list[Callback] = []
-    for i, callback in enumerate(items):
-        if isinstance(callback, type):
-            raise TypeError(
-                f"callbacks[{i}] must be a callback instance, got the class "
-                f"{callback.__name__}; write {callback.__name__}(...)"
-            )
-        if not isinstance(callback, Callback):
-            raise TypeError(
-                f"callbacks[{i}] is a {type(callback).__name__}, not an nnkit.callbacks.Callback"
-            )
-        checked.append(callback)
-    return checked
-
-
-def _drops_default(metrics: object, loss_fn: object) -> bool:
-    """True if ``metrics`` is the default ``("accuracy",)`` (the very object, not an equal
-    tuple the caller passed) and ``loss_fn`` a built-in regression loss."""
-    return metrics is _DEFAULT_METRICS and isinstance(loss_fn, _REGRESSION_LOSSES)
-
-
-def _resolve_metrics(
-    metrics: MetricSpec | Iterable[MetricSpec] | None, loss_fn: object
-) -> dict[str, Metric]:
-    """``get_metrics`` (None: no metrics), except that the default is dropped for a built-in
-    regression loss (see _drops_default)."""
-    if _drops_default(metrics, loss_fn):
-        return {}
-    return get_metrics(metrics, loss_fn)
-
-
-def _check_targets(metric_fns: dict[str, Metric], y: NDArray[Any], where: str) -> None:
-    """Check all of ``y`` against every accuracy metric before training starts."""
-    for name, metric in metric_fns.items():
-        if isinstance(metric, Accuracy):
-            metric.check_targets(y, name=name, where=where)
-
-
-def _check_verbose(verbose: int) -> int:
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ValueError(
-            f"verbose must be 0 (silent), 1 (a bounded progress report) or 2 (one line per "
-            "epoch), got "
-            f"{verbose!r}"
-        )
-    return int(verbose)
-
-
-def _check_array(a: ArrayLike, name: str, where: str) -> NDArray[Any]:
-    array = np.asarray(a)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{where}{name} must be numeric (bool, int or float), got dtype {array.dtype}; "
-            "convert it with np.asarray(..., dtype=np.float32)"
-        )
-    if array.ndim == 0:
-        raise ValueError(
-            f"{where}{name} is a scalar; it needs a sample axis first, e.g. shape (N,) or "
-            "(N, features)"
-        )
-    if len(array) == 0:
-        raise ValueError(f"{where}{name} is empty (0 samples); pass at least one sample")
-    return array
-
-
-Inputs = tuple[NDArray[Any], ...]
-"""The model's inputs: one array, or several for a model with several inputs."""
-
-
-def _check_inputs(X: Any, where: str) -> Inputs:
-    """X as a tuple of numeric arrays of one length: a tuple ``(X1, X2)`` is a model's
-    several inputs; anything else is one input."""
-    if type(X) is tuple:
-        if not X:
-            raise ValueError(f"{where}X is an empty tuple; pass the model's input(s)")
-        xs = tuple(_check_array(x, f"X[{i}]", where) for i, x in enumerate(X))
-        if len({len(x) for x in xs}) != 1:
-            raise ValueError(
-                f"{where}the inputs in X have different numbers of samples "
-                f"{[len(x) for x in xs]}; each input needs one row per sample"
-            )
-        return xs
-    if isinstance(X, list) and X and all(isinstance(x, np.ndarray) for x in X):
-        raise TypeError(
-            f"{where}X is a list of {len(X)} arrays; pass a model's several inputs as a tuple "
-            "(X1, X2), or one array as np.asarray(X)"
-        )
-    return (_check_array(X, "X", where),)
-
-
-def _batch_inputs(xs: tuple[Any, ...]) -> Any:
-    """A batch of the inputs as the model takes it: one array, or the tuple of several."""
-    return xs[0] if len(xs) == 1 else xs
-
-
-def _check_data(X: Any, y: ArrayLike, where: str) -> tuple[Inputs, NDArray[Any]]:
-    """X (one array, or a tuple of arrays for several inputs) and y as numeric arrays of the
-    same non-zero length, with no NaN or inf in floats."""
-    xs = _check_inputs(X, where)
-    y_ = _check_array(y, "y", where)
-    if len(xs[0]) != len(y_):
-        raise ValueError(
-            f"{where}X has {len(xs[0])} samples but y has {len(y_)}; they must have the same "
-            "length along axis 0 (one target per sample)"
-        )
-    named = [("X" if len(xs) == 1 else f"X[{i}]", x) for i, x in enumerate(xs)]
-    for name, array in [*named, ("y", y_)]:
-        if array.dtype.kind == "f":
-            bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-            if bad.any():
-                rows = np.flatnonzero(bad)
-                raise ValueError(
-                    f"{where}{name} has NaN or infinite values in {len(rows)} of "
-                    f"{len(array)} samples (the first at index {rows[0]}); remove or impute "
-                    "them before training"
-                )
-    return xs, y_
