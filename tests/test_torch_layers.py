@@ -1,4 +1,5 @@
-"""Normalisation, dropout, embedding and N-D dense layers against torch.nn, in float64.
+"""Activations, normalisation, dropout, embedding and N-D dense layers against torch.nn, in
+float64.
 
 Each case builds an nnkit layer, copies its parameters (moved away from their initial values)
 into the torch.nn equivalent, and compares the output, dx and every parameter gradient to
@@ -95,7 +96,23 @@ def compare_step(
 AFFINE = {"weight": "weight", "bias": "bias"}
 LINEAR = {"weight": "weight", "bias": "bias"}
 
+ACTIVATIONS = [  # (name, nnkit, torch.nn): no parameters, so only y and dx are compared
+    ("Identity", nnkit.Identity, torch.nn.Identity),
+    ("Sigmoid", nnkit.Sigmoid, torch.nn.Sigmoid),
+    ("Tanh", nnkit.Tanh, torch.nn.Tanh),
+    ("ReLU", nnkit.ReLU, torch.nn.ReLU),
+    ("LeakyReLU", lambda: nnkit.LeakyReLU(0.1), lambda: torch.nn.LeakyReLU(0.1)),
+    ("ELU", lambda: nnkit.ELU(0.7), lambda: torch.nn.ELU(0.7)),
+    ("GELU-tanh", nnkit.GELU, lambda: torch.nn.GELU(approximate="tanh")),
+    ("Softplus", nnkit.Softplus, torch.nn.Softplus),
+    ("SiLU", nnkit.SiLU, torch.nn.SiLU),
+    ("Softmax", nnkit.Softmax, lambda: torch.nn.Softmax(dim=-1)),
+    ("Softmax-axis1", lambda: nnkit.Softmax(axis=1), lambda: torch.nn.Softmax(dim=1)),
+    ("LogSoftmax", nnkit.LogSoftmax, lambda: torch.nn.LogSoftmax(dim=-1)),
+]
+
 PAIRS = [
+    *(Pair(name, ours, theirs, (6, 5, 4)) for name, ours, theirs in ACTIVATIONS),
     Pair(
         "BatchNorm1d",
         lambda: nnkit.BatchNorm1d(4),
