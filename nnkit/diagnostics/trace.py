@@ -37,8 +37,8 @@ def finite(value: Any) -> bool:
 class Tracer:
     """Calls ``on_forward(name, module, inputs, output)`` after each module's forward and
     ``on_backward(name, module, grads, result)`` after each backward (``result`` is None for
-    ``accumulate_grad``). ``stack`` holds the names of the modules running now, innermost
-    last, so an exception can be pinned to the module that raised it."""
+    ``accumulate_grad``). ``failed_in`` is ``(name, "forward" or "backward")`` of the
+    innermost module an exception passed through: the one that raised it."""
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class Tracer:
         on_forward: ForwardHook | None = None,
         on_backward: BackwardHook | None = None,
     ) -> None:
-        self.stack: list[str] = []
         self.failed_in: tuple[str, str] | None = None  # (name, "forward" or "backward")
         self._saved: list[tuple[Module, str, Any]] = []  # what each patch replaced
         for name, module in model.named_modules():
@@ -59,55 +58,34 @@ class Tracer:
         on_forward: ForwardHook | None,
         on_backward: BackwardHook | None,
     ) -> None:
-        forward, backward, accumulate = module.forward, module.backward, module.accumulate_grad
-        stack = self.stack
+        def traced(attr: str, method: Any, hook: Any) -> Any:
+            """``method`` that marks this module when it raises and then calls ``hook`` with
+            what went in and came out (accumulate_grad returns None)."""
+            where = "forward" if attr == "forward" else "backward"
 
-        def traced_forward(*inputs: Any, **options: Any) -> Any:
-            stack.append(name)
-            try:
-                output = forward(*inputs, **options)
-            except Exception:
-                self._mark(name, "forward")
-                raise
-            finally:
-                stack.pop()
-            if on_forward is not None:
-                on_forward(name, module, inputs, output)
-            return output
+            def call(*args: Any, **options: Any) -> Any:
+                try:
+                    result = method(*args, **options)
+                except Exception:
+                    self._mark(name, where)
+                    raise
+                if hook is not None:
+                    hook(name, module, args, result)
+                return result
 
-        def traced_backward(*grads: Any) -> Any:
-            stack.append(name)
-            try:
-                result = backward(*grads)
-            except Exception:
-                self._mark(name, "backward")
-                raise
-            finally:
-                stack.pop()
-            if on_backward is not None:
-                on_backward(name, module, grads, result)
-            return result
+            return call
 
-        def traced_accumulate(*grads: Any) -> None:
-            stack.append(name)
-            try:
-                accumulate(*grads)
-            except Exception:
-                self._mark(name, "backward")
-                raise
-            finally:
-                stack.pop()
-            if on_backward is not None:
-                on_backward(name, module, grads, None)
-
-        for attr, traced in (
-            ("forward", traced_forward),
-            ("backward", traced_backward),
-            ("accumulate_grad", traced_accumulate),
+        for attr, wrapper in (
+            ("forward", traced("forward", module.forward, on_forward)),
+            ("backward", traced("backward", module.backward, on_backward)),
+            (
+                "accumulate_grad",
+                traced("accumulate_grad", module.accumulate_grad, on_backward),
+            ),
         ):
             self._saved.append((module, attr, module.__dict__.get(attr, _MISSING)))
-            traced.__dict__["_nnkit_traced"] = True  # Module.__getstate__ leaves it out
-            setattr(module, attr, traced)
+            wrapper.__dict__["_nnkit_traced"] = True  # Module.__getstate__ leaves it out
+            setattr(module, attr, wrapper)
 
     def _mark(self, name: str, where: str) -> None:
         if self.failed_in is None:  # the innermost module marks first
